@@ -1,0 +1,28 @@
+"""Package metadata for tfboltz."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="tfboltz",
+    version="0.1.0",
+    description="Boltzmann machines (RBM, DBN, DBM) as Keras 3 / TensorFlow 2 models",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["tfboltz", "tfboltz.*"]),
+    install_requires=[
+        "tensorflow==2.21.0",
+        "keras>=3.12,<4",
+        # TFP 0.25 is the newest release; it imports beside TF 2.21 once tf-keras is
+        # present (it probes for the Keras 2 API at import time).
+        "tensorflow-probability==0.25.0",
+        "tf-keras==2.21.0",
+        "tensorflow-datasets==4.9.10",
+        "numpy>=1.26",
+        "tqdm",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "ruff>=0.6", "scikit-learn>=1.5", "matplotlib>=3.8"],
+    },
+    entry_points={"console_scripts": ["tfboltz=tfboltz.cli:main"]},
+)

@@ -1,0 +1,207 @@
+"""Machinery shared by the energy-based models: input checks, data-dependent
+initialisation, the divergence guard and the defaults of `compile`."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfboltz import validation
+
+#: Rows of the training data used for data-dependent initialisation and the
+#: per-epoch free-energy gap.
+MONITOR_ROWS = 1000
+
+#: Gradients larger than this (in absolute value) count as divergence, well before
+#: a float32 update could overflow to inf.
+MAX_ABS_GRADIENT = 1e15
+
+
+class TrainingDivergedError(FloatingPointError):
+    """Raised by `fit` when the statistics or the update stop being finite."""
+
+
+def as_rows(data):
+    """Return the `x` part of `data` (an array, an `(x, y)` tuple or a tensor)."""
+    x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+    return x
+
+
+def take_rows(x, n):
+    """Up to `n` rows of `x` (array, tensor or `tf.data.Dataset`) as numpy float32."""
+    if isinstance(x, tf.data.Dataset):
+        rows, count = [], 0
+        for batch in x:
+            batch = np.asarray(as_rows(batch))
+            rows.append(batch)
+            count += len(batch)
+            if count >= n:
+                break
+        return np.concatenate(rows)[:n].astype("float32") if rows else None
+    return np.asarray(x[:n], dtype="float32")
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops `fit` with a `TrainingDivergedError` when a step was refused.
+
+    The model's train step skips any update whose statistics or gradients are not
+    finite and records the optimizer iteration in `model.diverged_at`; the weights
+    therefore stay at the last good step.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._start = int(self.model.optimizer.iterations.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        at = int(self.model.diverged_at.numpy())
+        if at >= 0:
+            self.model.diverged_at.assign(-1)
+            self.model.stop_training = True
+            raise TrainingDivergedError(
+                f"Training diverged at epoch {self._epoch + 1}, step {at - self._start + 1}: "
+                "the statistics or the weight update were not finite (NaN or inf). The "
+                "update was not applied; the model keeps the weights of the last good step. "
+                "Check the data for NaN/inf, or lower the learning rate."
+            )
+
+
+class EnergyModel(keras.Model):
+    """Base class of tfboltz's generative models (a `keras.Model`).
+
+    Subclasses define `visible_layer`, `n_visible`, `_init_from_data(x)` and a
+    `train_step` that ends with `self._apply_if_finite(...)`.
+    """
+
+    def _make_state(self):
+        self.diverged_at = self.add_weight(
+            shape=(), dtype="int64", initializer=keras.initializers.Constant(-1),
+            trainable=False, name="diverged_at",
+        )
+        self.data_initialized = self.add_weight(
+            shape=(), dtype="bool", initializer="zeros", trainable=False, name="data_initialized"
+        )
+
+    def compile(self, optimizer=None, steps_per_execution=10, jit_compile="auto", **kwargs):
+        """Configure the model for `fit`.
+
+        Generative models take no loss: the train step computes the gradient of the
+        negative log-likelihood from positive and negative statistics and hands it to
+        the optimizer.
+
+        Args:
+            optimizer: a Keras optimizer; default ``SGD(0.01, momentum=0.9)``.
+            steps_per_execution: train steps per call of the compiled function; the
+                default of 10 amortises Keras's per-step overhead (progress bars and
+                callbacks then see every 10th batch).
+            jit_compile: `True` compiles the train step with XLA (it works, but on
+                CPU it is slower than the default graph); "auto" enables it on GPUs.
+            **kwargs: other `keras.Model.compile` arguments (`run_eagerly`, ...).
+        """
+        if kwargs.get("loss") is not None:
+            raise ValueError(
+                "Expected no `loss`: generative models compute their own gradient. "
+                f"Received: loss={kwargs['loss']!r}"
+            )
+        if optimizer is None:
+            optimizer = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
+        super().compile(
+            optimizer=optimizer, steps_per_execution=steps_per_execution,
+            jit_compile=jit_compile, **kwargs,
+        )
+
+    # Data checks ---------------------------------------------------------------
+
+    def check_data(self, x, name="x"):
+        """Validate visible data: shape, finiteness and the range of the unit type.
+
+        Returns:
+            float32 numpy array.
+
+        Raises:
+            ValueError: in Keras's wording, before any state changes.
+        """
+        x = validation.check_rows(x, self.n_visible, name)
+        self.visible_layer.validate_data(x, name)
+        return x
+
+    def _checked(self, x, name):
+        """Validate array-like data; datasets pass through (the step guard covers them)."""
+        if x is None or isinstance(x, tf.data.Dataset) or callable(getattr(x, "__next__", None)):
+            return x
+        if isinstance(x, keras.utils.PyDataset):
+            return x
+        return self.check_data(x, name)
+
+    # fit -----------------------------------------------------------------------
+
+    def _epoch_callbacks(self, monitor_rows, validation_rows):
+        """Extra callbacks a subclass runs in `fit` (before the user's)."""
+        return []
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, validation_data=None,
+            callbacks=None, **kwargs):
+        """Train the model generatively through `keras.Model.fit`.
+
+        `x` holds the visible data (array, tensor or `tf.data.Dataset`); `y` is
+        ignored by the generative step. `validation_data` may be an array of visible
+        rows. Before the first update the visible biases are set from the data (see
+        `init_from_data`). All the usual `fit` arguments work.
+
+        Raises:
+            ValueError: bad data, before any state changes.
+            TrainingDivergedError: the statistics stopped being finite; the weights of
+                the last good step are kept.
+        """
+        if isinstance(x, tuple) and y is None:
+            x = x[0]
+        x = self._checked(x, "x")
+        val_rows = None
+        if validation_data is not None:
+            val_x = as_rows(validation_data)
+            val_x = self._checked(val_x, "validation_data")
+            validation_data = val_x
+            val_rows = take_rows(val_x, MONITOR_ROWS)
+        if self.optimizer is None or not self.compiled:
+            self.compile()
+        monitor = take_rows(x, MONITOR_ROWS)
+        if not bool(self.data_initialized.numpy()):
+            self.init_from_data(x if not isinstance(x, tf.data.Dataset) else monitor)
+        callbacks = [DivergenceGuard(), *self._epoch_callbacks(monitor, val_rows),
+                     *(callbacks or [])]
+        self.diverged_at.assign(-1)
+        return super().fit(x, y, batch_size=batch_size, epochs=epochs,
+                           validation_data=validation_data, callbacks=callbacks, **kwargs)
+
+    def init_from_data(self, x):
+        """Data-dependent initialisation (visible biases, persistent chains).
+
+        Called automatically by the first `fit`; call it yourself to control it.
+        """
+        x = self._checked(x, "x")
+        self._init_from_data(np.asarray(x, "float32"))
+        self.data_initialized.assign(True)
+
+    # The guarded update ----------------------------------------------------------
+
+    def _apply_if_finite(self, grads, variables, statistics, after_update):
+        """Apply `grads` only if they and `statistics` are finite.
+
+        `after_update()` runs after a good update (max-norm, chain and running-average
+        updates). Otherwise nothing changes and `diverged_at` records the step.
+        """
+        ok = self.diverged_at < 0
+        for t in [*grads, *statistics]:
+            ok = tf.logical_and(ok, tf.reduce_all(tf.math.is_finite(t)))
+        for g in grads:
+            ok = tf.logical_and(ok, tf.reduce_max(tf.abs(g)) < MAX_ABS_GRADIENT)
+
+        def good():
+            self.optimizer.apply_gradients(zip(grads, variables))
+            after_update()
+            return tf.constant(True)
+
+        def bad():
+            self.diverged_at.assign(tf.cast(self.optimizer.iterations, "int64"))
+            return tf.constant(False)
+
+        return tf.cond(ok, good, bad)

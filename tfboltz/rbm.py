@@ -1,0 +1,419 @@
+"""Restricted Boltzmann machines trained by CD-k or PCD through `model.fit`."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfboltz import units as units_lib
+from tfboltz import validation
+from tfboltz.base import MONITOR_ROWS, EnergyModel
+
+LEARNING_RULES = ("cd", "pcd")
+
+
+class FreeEnergyGap(keras.callbacks.Callback):
+    """Adds ``free_energy_gap`` to the epoch logs: mean F(validation) - mean F(train).
+
+    Both means are taken at the end of the epoch, on a fixed subset of up to 1,000
+    training rows and the validation rows, at the same weights (Hinton's practical
+    guide, section 6). A gap that keeps growing means the model is overfitting.
+    """
+
+    def __init__(self, train_rows, validation_rows):
+        super().__init__()
+        self.train_rows = train_rows
+        self.validation_rows = validation_rows
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        f_train = float(np.mean(self.model.free_energy(self.train_rows)))
+        f_val = float(np.mean(self.model.free_energy(self.validation_rows)))
+        logs["free_energy_gap"] = f_val - f_train
+
+
+@keras.saving.register_keras_serializable(package="tfboltz")
+class RBM(EnergyModel):
+    """A restricted Boltzmann machine with any visible and hidden unit types.
+
+    Energy, with ``scale(x) = x / sigma`` for Gaussian units and ``x`` otherwise::
+
+        E(v, h) = E_v(v) + E_h(h) - scale(v) . W . scale(h)
+
+    where ``E_v(v) = -b . v`` for Bernoulli and softmax units and
+    ``sum_i (v_i - b_i)^2 / (2 sigma_i^2)`` for Gaussian units (likewise ``E_h`` with
+    the hidden bias ``c``). So Bernoulli-Bernoulli is ``E = -b.v - c.h - v.W.h``.
+
+    Learning follows the gradient of the log-likelihood,
+    ``<-dE/dtheta>_data - <-dE/dtheta>_model``: the positive statistics come from the
+    data with the hidden means, the negative ones from ``k`` steps of block Gibbs
+    sampling started at the data (CD-k) or at persistent chains that live on between
+    updates (PCD, Tieleman 2008). The difference is handed to the compiled Keras
+    optimizer, so learning rate schedules, momentum and callbacks work as usual.
+
+    Args:
+        n_visible: number of visible units.
+        n_hidden: number of hidden units.
+        visible: unit type of the visible layer: "bernoulli", "gaussian", "softmax",
+            "nrelu", or a `tfboltz.units` layer (e.g. ``GaussianUnits(learn_sigma=True)``).
+        hidden: unit type of the hidden layer, as `visible`.
+        learning: "cd" (contrastive divergence) or "pcd" (persistent CD).
+        k: Gibbs steps per update (a per-epoch schedule: `tfboltz.callbacks.KScheduler`).
+        n_chains: persistent chains for PCD.
+        sample_visible: sample the visible states in the Gibbs chain (otherwise use
+            their means, the usual choice for CD).
+        sample_hidden: sample the hidden states that drive the visible ones (otherwise
+            use their means: a mean-field chain).
+        l2: L2 weight decay on ``W``.
+        l1: L1 weight decay on ``W``.
+        sparsity_target: target mean activation of the hidden units.
+        sparsity_cost: weight of the sparsity penalty (0 disables it).
+        sparsity_damping: decay of the running estimate of the hidden activations.
+        dropout: probability of dropping (zeroing) each visible unit of the data in
+            the positive phase.
+        max_norm: upper bound on the L2 norm of each hidden unit's incoming weights.
+        weight_init_std: standard deviation of the Gaussian initial weights.
+        seed: int seed; the same seed gives the same weights on the same device.
+
+    Example:
+        >>> rbm = tb.RBM(784, 500, learning="pcd", seed=0)
+        >>> rbm.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+        >>> rbm.fit(x_train, batch_size=100, epochs=10, validation_data=x_val)
+        >>> features = rbm.transform(x_test)
+    """
+
+    def __init__(self, n_visible, n_hidden, visible="bernoulli", hidden="bernoulli",
+                 learning="cd", k=1, n_chains=100, sample_visible=False, sample_hidden=True,
+                 l2=0.0, l1=0.0, sparsity_target=0.1, sparsity_cost=0.0, sparsity_damping=0.9,
+                 dropout=0.0, max_norm=None, weight_init_std=0.01, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.n_visible = validation.positive_int("n_visible", n_visible)
+        self.n_hidden = validation.positive_int("n_hidden", n_hidden)
+        self.learning = validation.one_of("learning", learning, LEARNING_RULES)
+        self.k_init = validation.positive_int("k", k)
+        self.n_chains = validation.positive_int("n_chains", n_chains)
+        self.sample_visible = bool(sample_visible)
+        self.sample_hidden = bool(sample_hidden)
+        self.l2 = validation.non_negative_float("l2", l2)
+        self.l1 = validation.non_negative_float("l1", l1)
+        self.sparsity_target = validation.non_negative_float("sparsity_target", sparsity_target)
+        self.sparsity_cost = validation.non_negative_float("sparsity_cost", sparsity_cost)
+        self.sparsity_damping = validation.non_negative_float("sparsity_damping",
+                                                              sparsity_damping)
+        self.dropout = validation.non_negative_float("dropout", dropout)
+        if self.dropout >= 1:
+            raise ValueError(
+                f"Invalid value received for argument `dropout`. Expected a float in "
+                f"[0, 1). Received: dropout={dropout!r}"
+            )
+        self.max_norm = None if max_norm is None else validation.non_negative_float(
+            "max_norm", max_norm)
+        self.weight_init_std = validation.non_negative_float("weight_init_std", weight_init_std)
+        self.seed = seed
+        vis_seed = None if seed is None else seed + 1
+        hid_seed = None if seed is None else seed + 2
+        self.visible_layer = units_lib.get(visible, self.n_visible, vis_seed, name="visible")
+        self.hidden_layer = units_lib.get(hidden, self.n_hidden, hid_seed, name="hidden")
+        self.seed_generator = keras.random.SeedGenerator(seed, name="rbm_seed_generator")
+        self.sampling_seed_generator = keras.random.SeedGenerator(
+            0 if seed is None else seed, name="sampling_seed_generator")
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_error")
+        self.free_energy_tracker = keras.metrics.Mean(name="free_energy")
+        self.pll_tracker = keras.metrics.Mean(name="pseudo_log_likelihood")
+        self.build((None, self.n_visible))
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        self.visible_layer.build((None, self.n_visible))
+        self.hidden_layer.build((None, self.n_hidden))
+        self.kernel = self.add_weight(
+            shape=(self.n_visible, self.n_hidden),
+            initializer=keras.initializers.RandomNormal(stddev=self.weight_init_std,
+                                                        seed=self.seed),
+            name="kernel",
+        )
+        self.k = self.add_weight(shape=(), dtype="int32",
+                                 initializer=keras.initializers.Constant(self.k_init),
+                                 trainable=False, name="k")
+        self.hidden_activity = self.add_weight(
+            shape=(self.n_hidden,), initializer=keras.initializers.Constant(self.sparsity_target),
+            trainable=False, name="hidden_activity")
+        if self.learning == "pcd":
+            self.persistent_chains = self.add_weight(
+                shape=(self.n_chains, self.n_visible), initializer="zeros", trainable=False,
+                name="persistent_chains")
+        self._make_state()
+        self.built = True
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "n_visible": self.n_visible, "n_hidden": self.n_hidden,
+            "visible": keras.saving.serialize_keras_object(self.visible_layer),
+            "hidden": keras.saving.serialize_keras_object(self.hidden_layer),
+            "learning": self.learning, "k": self.k_init, "n_chains": self.n_chains,
+            "sample_visible": self.sample_visible, "sample_hidden": self.sample_hidden,
+            "l2": self.l2, "l1": self.l1, "sparsity_target": self.sparsity_target,
+            "sparsity_cost": self.sparsity_cost, "sparsity_damping": self.sparsity_damping,
+            "dropout": self.dropout, "max_norm": self.max_norm,
+            "weight_init_std": self.weight_init_std, "seed": self.seed,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    @property
+    def metrics(self):
+        return [self.reconstruction_tracker, self.free_energy_tracker, self.pll_tracker]
+
+    # Conditionals ----------------------------------------------------------------
+
+    def hidden_input(self, v):
+        """``scale(v) @ W``: the input the hidden units get from `v`."""
+        return tf.matmul(self.visible_layer.scale(v), self.kernel)
+
+    def visible_input(self, h):
+        """``scale(h) @ W.T``: the input the visible units get from `h`."""
+        return tf.matmul(self.hidden_layer.scale(h), self.kernel, transpose_b=True)
+
+    def call(self, inputs):
+        """Hidden means given visible rows (what `transform` returns)."""
+        return self.hidden_layer.mean(self.hidden_input(inputs))
+
+    def _visible_step(self, h, seed):
+        """One half-step down: visible means and the state the chain carries on."""
+        mean = self.visible_layer.mean(self.visible_input(h))
+        state = self.visible_layer.sample_from_mean(mean, seed) if self.sample_visible else mean
+        return mean, state
+
+    def _hidden_state(self, a, seed):
+        mean = self.hidden_layer.mean(a)
+        return self.hidden_layer.sample_from_mean(mean, seed) if self.sample_hidden else mean
+
+    def _gibbs(self, v, a, steps, seed, clamp=None, clamp_values=None):
+        """`steps` sweeps v -> h -> v from state `v` whose hidden input is `a`.
+
+        Returns the final visible state, its means and its hidden input.
+        """
+        def body(i, v, v_mean, a):
+            h = self._hidden_state(a, seed)
+            v_mean, v = self._visible_step(h, seed)
+            if clamp is not None:
+                v = clamp * clamp_values + (1.0 - clamp) * v
+                v_mean = clamp * clamp_values + (1.0 - clamp) * v_mean
+            return i + 1, v, v_mean, self.hidden_input(v)
+
+        _, v, v_mean, a = tf.while_loop(
+            lambda i, *_: i < steps, body, (tf.constant(0, steps.dtype), v, v, a))
+        return v, v_mean, a
+
+    # Energies --------------------------------------------------------------------
+
+    def _free_energy(self, v, a=None):
+        a = self.hidden_input(v) if a is None else a
+        return self.visible_layer.energy(v) - self.hidden_layer.log_partition(a)
+
+    def free_energy(self, x, batch_size=1000):
+        """Per-example free energy ``F(v) = -log sum_h exp(-E(v, h))`` (numpy)."""
+        x = self.check_data(x)
+        return np.concatenate([self._free_energy_fn(x[i:i + batch_size]).numpy()
+                               for i in range(0, len(x), batch_size)] or [np.zeros(0)])
+
+    @tf.function(reduce_retracing=True)
+    def _free_energy_fn(self, v):
+        return self._free_energy(v)
+
+    def energy(self, v, h):
+        """Per-example joint energy ``E(v, h)``."""
+        coupling = tf.reduce_sum(self.hidden_input(v) * self.hidden_layer.scale(h), axis=-1)
+        return self.visible_layer.energy(v) + self.hidden_layer.energy(h) - coupling
+
+    def _pseudo_log_likelihood(self, v, a, f_v, seed):
+        """Stochastic pseudo-log-likelihood: ``D log sigmoid(F(v_flip) - F(v))`` with
+        one random visible unit per example flipped (binary visibles)."""
+        batch = tf.shape(v)[0]
+        idx = keras.random.randint((batch,), 0, self.n_visible, seed=seed, dtype="int32")
+        vi = tf.gather(v, idx, batch_dims=1)
+        flipped = 1.0 - tf.round(vi)
+        delta = flipped - vi
+        a_flip = a + delta[:, None] * tf.gather(self.kernel, idx)
+        e_flip = self.visible_layer.energy(v) - delta * tf.gather(self.visible_layer.bias, idx)
+        f_flip = e_flip - self.hidden_layer.log_partition(a_flip)
+        return self.n_visible * tf.math.log_sigmoid(f_flip - f_v)
+
+    @property
+    def _binary_visible(self):
+        return isinstance(self.visible_layer, units_lib.BernoulliUnits)
+
+    # Learning --------------------------------------------------------------------
+
+    def _statistic_grads(self, v_pos, h_pos, v_neg, h_neg):
+        """Gradient of the negative log-likelihood from positive and negative states.
+
+        ``dW = scale(v-)' scale(h-) / N- - scale(v+)' scale(h+) / N+``; the unit
+        parameters' gradients come from differentiating the layers' own energy terms
+        (and the coupling, where a unit scale is learned).
+        """
+        n_pos = tf.cast(tf.shape(v_pos)[0], v_pos.dtype)
+        n_neg = tf.cast(tf.shape(v_neg)[0], v_neg.dtype)
+        vs_pos, hs_pos = self.visible_layer.scale(v_pos), self.hidden_layer.scale(h_pos)
+        vs_neg, hs_neg = self.visible_layer.scale(v_neg), self.hidden_layer.scale(h_neg)
+        grad_w = (tf.matmul(vs_neg, hs_neg, transpose_a=True) / n_neg
+                  - tf.matmul(vs_pos, hs_pos, transpose_a=True) / n_pos)
+        unit_vars = [*self.visible_layer.trainable_weights, *self.hidden_layer.trainable_weights]
+        learned_scale = len(unit_vars) > 2
+        with tf.GradientTape() as tape:
+            e = (tf.reduce_mean(self.visible_layer.energy(v_pos))
+                 + tf.reduce_mean(self.hidden_layer.energy(h_pos))
+                 - tf.reduce_mean(self.visible_layer.energy(v_neg))
+                 - tf.reduce_mean(self.hidden_layer.energy(h_neg)))
+            if learned_scale:
+                w = tf.stop_gradient(self.kernel)
+                e -= tf.reduce_mean(tf.reduce_sum(
+                    tf.matmul(self.visible_layer.scale(v_pos), w) * self.hidden_layer.scale(h_pos),
+                    -1))
+                e += tf.reduce_mean(tf.reduce_sum(
+                    tf.matmul(self.visible_layer.scale(v_neg), w) * self.hidden_layer.scale(h_neg),
+                    -1))
+        unit_grads = tape.gradient(e, unit_vars, unconnected_gradients="zero")
+        return grad_w, dict(zip([id(u) for u in unit_vars], unit_grads))
+
+    def train_step(self, data):
+        v0 = tf.convert_to_tensor(keras.utils.unpack_x_y_sample_weight(data)[0])
+        v0 = tf.cast(v0, self.kernel.dtype)
+        seed = self.seed_generator
+        if self.dropout > 0:
+            keep = keras.random.uniform(tf.shape(v0), seed=seed) >= self.dropout
+            v0 = v0 * tf.cast(keep, v0.dtype)
+        a0 = self.hidden_input(v0)
+        h0 = self.hidden_layer.mean(a0)
+        if self.learning == "pcd":
+            chains = tf.convert_to_tensor(self.persistent_chains)
+            v_neg, _, a_neg = self._gibbs(chains, self.hidden_input(chains), self.k, seed)
+            _, recon = self._visible_step(self._hidden_state(a0, seed), seed)
+        else:
+            h_first = self._hidden_state(a0, seed)
+            recon, v1 = self._visible_step(h_first, seed)
+            a1 = self.hidden_input(v1)
+            v_neg, _, a_neg = self._gibbs(v1, a1, self.k - 1, seed)
+        h_neg = self.hidden_layer.mean(a_neg)
+
+        grad_w, unit_grads = self._statistic_grads(v0, h0, v_neg, h_neg)
+        if self.l2:
+            grad_w += self.l2 * self.kernel
+        if self.l1:
+            grad_w += self.l1 * tf.sign(self.kernel)
+        activity = self.hidden_activity
+        if self.sparsity_cost:
+            activity = (self.sparsity_damping * self.hidden_activity
+                        + (1.0 - self.sparsity_damping) * tf.reduce_mean(h0, 0))
+            penalty = self.sparsity_cost * (activity - self.sparsity_target)
+            unit_grads[id(self.hidden_layer.bias)] += penalty
+            grad_w += tf.reduce_mean(self.visible_layer.scale(v0), 0)[:, None] * penalty[None, :]
+        unit_grads[id(self.kernel)] = grad_w
+        variables = self.trainable_variables
+        grads = [unit_grads[id(v)] for v in variables]
+
+        def after_update():
+            if self.max_norm is not None:
+                norms = tf.norm(self.kernel, axis=0, keepdims=True)
+                self.kernel.assign(self.kernel * tf.minimum(1.0, self.max_norm / (norms + 1e-12)))
+            if self.sparsity_cost:
+                self.hidden_activity.assign(activity)
+            if self.learning == "pcd":
+                self.persistent_chains.assign(v_neg)
+
+        self._apply_if_finite(grads, variables, [h0, h_neg, v_neg], after_update)
+        return self._update_metrics(v0, a0, recon, seed)
+
+    def _update_metrics(self, v, a, recon, seed):
+        f_v = self._free_energy(v, a)
+        self.reconstruction_tracker.update_state(tf.reduce_mean(tf.square(v - recon), -1))
+        self.free_energy_tracker.update_state(f_v)
+        if self._binary_visible:
+            self.pll_tracker.update_state(self._pseudo_log_likelihood(v, a, f_v, seed))
+        return {m.name: m.result() for m in self.metrics
+                if m is not self.pll_tracker or self._binary_visible}
+
+    def test_step(self, data):
+        v = tf.cast(keras.utils.unpack_x_y_sample_weight(data)[0], self.kernel.dtype)
+        a = self.hidden_input(v)
+        recon = self.visible_layer.mean(self.visible_input(self.hidden_layer.mean(a)))
+        return self._update_metrics(v, a, recon, self.seed_generator)
+
+    def _epoch_callbacks(self, monitor_rows, validation_rows):
+        if validation_rows is None:
+            return []
+        return [FreeEnergyGap(monitor_rows[:MONITOR_ROWS], validation_rows)]
+
+    def _init_from_data(self, x):
+        self.visible_layer.init_bias_from_data(x)
+        if self.learning == "pcd":
+            rng = np.random.default_rng(self.seed)
+            self.persistent_chains.assign(x[rng.integers(0, len(x), self.n_chains)])
+
+    # Inference and sampling ----------------------------------------------------------
+
+    def transform(self, x, batch_size=1000):
+        """Hidden means ``E[h | v]`` for each row of `x` (numpy)."""
+        x = self.check_data(x)
+        return self.predict(x, batch_size=batch_size, verbose=0)
+
+    def reconstruct(self, x, batch_size=1000):
+        """Visible means after one deterministic up-down pass (numpy)."""
+        x = self.check_data(x)
+        return np.concatenate([self._reconstruct_fn(x[i:i + batch_size]).numpy()
+                               for i in range(0, len(x), batch_size)])
+
+    @tf.function(reduce_retracing=True)
+    def _reconstruct_fn(self, v):
+        return self.visible_layer.mean(self.visible_input(self.call(v)))
+
+    def sample(self, n=None, steps=1000, init=None, clamp=None, seed=None):
+        """Draw visible samples by block Gibbs sampling.
+
+        Args:
+            n: number of chains (needed when `init` is None).
+            steps: Gibbs sweeps.
+            init: starting visible rows (from data); default: noise drawn from the
+                visible units with zero input.
+            clamp: boolean mask of shape `(n_visible,)` or `(n, n_visible)`: the
+                units where it is True keep their `init` values (conditional sampling,
+                e.g. completing the lower half of a digit from its upper half).
+            seed: int seed for a reproducible draw.
+
+        Returns:
+            numpy array ``(n, n_visible)`` of the final visible means (probabilities
+            for binary units), which are smoother to look at than states.
+        """
+        steps = validation.positive_int("steps", steps) if steps else 0
+        if init is None:
+            if clamp is not None:
+                raise ValueError("Expected `init` values to clamp. Received: init=None")
+            n = validation.positive_int("n", n)
+        else:
+            init = self.check_data(init, "init")
+            n = len(init) if n is None else validation.positive_int("n", n)
+            if n != len(init):
+                raise ValueError(f"Expected `n` to match len(init). Received: n={n}, "
+                                 f"len(init)={len(init)}")
+        if clamp is not None:
+            clamp = np.broadcast_to(np.asarray(clamp, bool), (n, self.n_visible))
+        if seed is not None:
+            self.sampling_seed_generator.state.assign(
+                np.array([seed, 0], dtype=self.sampling_seed_generator.state.dtype))
+        v0 = (np.zeros((n, self.n_visible), "float32") if init is None else init)
+        mask = (np.zeros((n, self.n_visible), "float32") if clamp is None
+                else clamp.astype("float32"))
+        return self._sample_fn(v0, mask, tf.constant(steps), init is None).numpy()
+
+    @tf.function(reduce_retracing=True)
+    def _sample_fn(self, v0, mask, steps, from_noise):
+        seed = self.sampling_seed_generator
+        if from_noise:
+            v0 = self.visible_layer.sample(tf.zeros_like(v0), seed)
+        _, v_mean, _ = self._gibbs(v0, self.hidden_input(v0), steps, seed, mask, v0)
+        return v_mean

@@ -1,0 +1,395 @@
+"""Stochastic units: one Keras layer per unit type.
+
+A layer of stochastic units holds its own parameters (a bias per unit, and a
+standard deviation for Gaussian units) and knows four things about itself:
+
+* ``mean(inputs)``: the expected state given the input from the connected layers,
+* ``sample(inputs, seed)``: a draw from the conditional distribution,
+* ``energy(x)``: its own term of the joint energy (the terms that involve this
+  layer alone), per example,
+* ``log_partition(inputs)``: ``log sum_x exp(<scale(x), inputs> - energy(x))`` per
+  example, the term that summing this layer out adds to a free energy.
+
+Here ``inputs`` is the linear input from the other layers (``h @ W.T`` for a
+visible layer, ``scale(v) @ W`` for a hidden one), without this layer's bias.
+The coupling term of the energy is ``-scale(v) . W . scale(h)``; ``scale`` is the
+identity except for Gaussian units, where it divides by the standard deviation.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from tfboltz import validation
+
+_SQRT_2PI_LOG = 0.5 * math.log(2.0 * math.pi)
+
+
+def _as_seed(seed, fallback):
+    """A seed for `keras.random`: an explicit int or SeedGenerator, else the layer's."""
+    return fallback if seed is None else seed
+
+
+class StochasticUnits(keras.layers.Layer):
+    """Base class of a layer of stochastic units.
+
+    Args:
+        units: number of units; `None` lets the owning model set it at build time.
+        seed: int seed of this layer's `keras.random.SeedGenerator`.
+        **kwargs: passed to `keras.layers.Layer`.
+
+    Calling the layer on an input returns `mean(inputs)`.
+    """
+
+    #: Whether exact enumeration over this layer's states is possible.
+    enumerable = False
+    #: Whether data must lie in [0, 1].
+    unit_interval = False
+
+    def __init__(self, units=None, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if units is not None:
+            units = validation.positive_int("units", units)
+        self.units = units
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape=None):
+        if self.units is None:
+            if input_shape is None:
+                raise ValueError(
+                    f"Expected `units` to be set before building {self.name}. Received: units=None"
+                )
+            self.units = int(input_shape[-1])
+        self.bias = self.add_weight(shape=(self.units,), initializer="zeros", name="bias")
+
+    def call(self, inputs):
+        return self.mean(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"units": self.units, "seed": self.seed})
+        return config
+
+    # Defaults shared by units whose state multiplies W directly.
+    def scale(self, x):
+        """The factor of a state that multiplies the weights (identity here)."""
+        return x
+
+    def energy(self, x):
+        """Per-example energy of this layer alone: ``-bias . x``."""
+        return -ops.sum(x * self.bias, axis=-1)
+
+    def validate_data(self, x, name="x"):
+        """Raise a `ValueError` if `x` (numpy) is not a valid state of these units."""
+        if self.unit_interval:
+            validation.check_unit_interval(x, name, type(self).__name__)
+
+    def init_bias_from_data(self, x):
+        """Set the bias from data so that the layer alone matches the data means."""
+        raise NotImplementedError
+
+    def states(self):
+        """All joint states of this layer (enumerable units only), as a float32 array."""
+        raise ValueError(
+            f"Expected units whose states can be enumerated (Bernoulli or Softmax). "
+            f"Received: {type(self).__name__}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="tfboltz")
+class BernoulliUnits(StochasticUnits):
+    """Binary units, ``p(x_i = 1 | inputs) = sigmoid(inputs_i + b_i)``.
+
+    Energy term ``-b . x``; summing a layer out gives ``sum_i softplus(inputs_i + b_i)``.
+    """
+
+    enumerable = True
+    unit_interval = True
+
+    def mean(self, inputs):
+        return ops.sigmoid(inputs + self.bias)
+
+    def sample(self, inputs, seed=None):
+        return self.sample_from_mean(self.mean(inputs), seed)
+
+    def sample_from_mean(self, mean, seed=None):
+        u = keras.random.uniform(ops.shape(mean), seed=_as_seed(seed, self.seed_generator))
+        return ops.cast(u < mean, mean.dtype)
+
+    def log_partition(self, inputs):
+        return ops.sum(ops.softplus(inputs + self.bias), axis=-1)
+
+    def init_bias_from_data(self, x):
+        p = np.clip(np.mean(np.asarray(x, np.float64), axis=0), 1e-3, 1 - 1e-3)
+        self.bias.assign(np.log(p / (1 - p)).astype("float32"))
+
+    def states(self):
+        n = self.units
+        if n > 24:
+            raise ValueError(
+                f"Expected at most 24 Bernoulli units to enumerate. Received: units={n}"
+            )
+        codes = np.arange(2**n, dtype=np.int64)[:, None]
+        return ((codes >> np.arange(n)) & 1).astype("float32")
+
+
+@keras.saving.register_keras_serializable(package="tfboltz")
+class GaussianUnits(StochasticUnits):
+    """Real-valued units with per-unit standard deviation ``sigma``.
+
+    ``p(x_i | inputs) = N(b_i + sigma_i * inputs_i, sigma_i^2)``, from the energy term
+    ``sum_i (x_i - b_i)^2 / (2 sigma_i^2)`` and the coupling ``-(x / sigma) . W . h``.
+
+    Args:
+        units: number of units.
+        sigma: initial standard deviation (scalar, the same for every unit).
+        learn_sigma: whether sigma is trained (through ``log sigma``).
+        seed: seed of the layer's generator.
+    """
+
+    def __init__(self, units=None, sigma=1.0, learn_sigma=False, seed=None, **kwargs):
+        super().__init__(units=units, seed=seed, **kwargs)
+        if not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
+            raise ValueError(
+                f"Invalid value received for argument `sigma`. Expected a positive float. "
+                f"Received: sigma={sigma}"
+            )
+        self.sigma = float(sigma)
+        self.learn_sigma = bool(learn_sigma)
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        self.log_sigma = self.add_weight(
+            shape=(self.units,),
+            initializer=keras.initializers.Constant(math.log(self.sigma)),
+            trainable=self.learn_sigma,
+            name="log_sigma",
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"sigma": self.sigma, "learn_sigma": self.learn_sigma})
+        return config
+
+    def std(self):
+        return ops.exp(self.log_sigma)
+
+    def scale(self, x):
+        return x / self.std()
+
+    def mean(self, inputs):
+        return self.bias + self.std() * inputs
+
+    def sample(self, inputs, seed=None):
+        return self.sample_from_mean(self.mean(inputs), seed)
+
+    def sample_from_mean(self, mean, seed=None):
+        noise = keras.random.normal(ops.shape(mean), seed=_as_seed(seed, self.seed_generator))
+        return mean + self.std() * noise
+
+    def energy(self, x):
+        return ops.sum(ops.square(x - self.bias) / (2.0 * ops.square(self.std())), axis=-1)
+
+    def log_partition(self, inputs):
+        s = self.std()
+        terms = self.bias * inputs / s + 0.5 * ops.square(inputs) + ops.log(s) + _SQRT_2PI_LOG
+        return ops.sum(terms, axis=-1)
+
+    def init_bias_from_data(self, x):
+        x = np.asarray(x, np.float64)
+        self.bias.assign(np.mean(x, axis=0).astype("float32"))
+        if self.learn_sigma:
+            self.log_sigma.assign(np.log(np.maximum(np.std(x, axis=0), 1e-3)).astype("float32"))
+
+
+@keras.saving.register_keras_serializable(package="tfboltz")
+class SoftmaxUnits(StochasticUnits):
+    """Groups of one-hot (multinomial) units: exactly one unit of each group is on.
+
+    ``p(x_g = e_k | inputs) = softmax(inputs_g + b_g)_k``; energy term ``-b . x``;
+    summing a group out gives ``logsumexp(inputs_g + b_g)``.
+
+    Args:
+        units: number of units, a multiple of `group_size`.
+        group_size: units per one-hot group (`None`: one group of all units).
+    """
+
+    enumerable = True
+    unit_interval = True
+
+    def __init__(self, units=None, group_size=None, seed=None, **kwargs):
+        super().__init__(units=units, seed=seed, **kwargs)
+        if group_size is not None:
+            group_size = validation.positive_int("group_size", group_size)
+        self.group_size = group_size
+        self._check_groups()
+
+    def _check_groups(self):
+        if self.units is not None and self.group_size is not None:
+            if self.units % self.group_size:
+                raise ValueError(
+                    f"Expected `units` to be a multiple of `group_size`. "
+                    f"Received: units={self.units}, group_size={self.group_size}"
+                )
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        self._check_groups()
+
+    def get_config(self):
+        config = super().get_config()
+        config["group_size"] = self.group_size
+        return config
+
+    @property
+    def _group(self):
+        return self.group_size or self.units
+
+    def _grouped(self, x):
+        return ops.reshape(x, (-1, self.units // self._group, self._group))
+
+    def mean(self, inputs):
+        return ops.reshape(ops.softmax(self._grouped(inputs + self.bias), axis=-1), (-1, self.units))
+
+    def sample(self, inputs, seed=None):
+        logits = ops.reshape(inputs + self.bias, (-1, self._group))
+        idx = keras.random.categorical(
+            logits, 1, seed=_as_seed(seed, self.seed_generator), dtype="int32"
+        )[:, 0]
+        return ops.reshape(ops.one_hot(idx, self._group, dtype=logits.dtype), (-1, self.units))
+
+    def sample_from_mean(self, mean, seed=None):
+        return self.sample(ops.log(ops.maximum(mean, 1e-30)) - self.bias, seed)
+
+    def log_partition(self, inputs):
+        return ops.sum(ops.logsumexp(self._grouped(inputs + self.bias), axis=-1), axis=-1)
+
+    def validate_data(self, x, name="x"):
+        super().validate_data(x, name)
+        sums = np.asarray(x, np.float64).reshape(len(x), -1, self._group).sum(-1)
+        if not np.allclose(sums, 1.0, atol=1e-4):
+            raise ValueError(
+                f"Expected each group of {self._group} softmax units in `{name}` to sum to 1. "
+                f"Received: group sums between {sums.min():.4g} and {sums.max():.4g}"
+            )
+
+    def init_bias_from_data(self, x):
+        p = np.maximum(np.mean(np.asarray(x, np.float64), axis=0), 1e-3)
+        self.bias.assign(np.log(p).astype("float32"))
+
+    def states(self):
+        g, n_groups = self._group, self.units // self._group
+        if g**n_groups > 2**24:
+            raise ValueError(
+                f"Expected at most 2**24 joint softmax states to enumerate. "
+                f"Received: {n_groups} groups of {g}"
+            )
+        eye = np.eye(g, dtype="float32")
+        grids = np.meshgrid(*[np.arange(g)] * n_groups, indexing="ij")
+        idx = np.stack([c.ravel() for c in grids], axis=1)
+        return eye[idx].reshape(len(idx), self.units)
+
+
+def _neg_dilog_neg_exp(x, terms=30):
+    """``-Li2(-exp(x))``, the integral of softplus from -inf to x, for any real x."""
+    t = ops.exp(-ops.abs(x))
+    series = ops.zeros_like(x)
+    power = ops.ones_like(x)
+    for k in range(1, terms + 1):
+        power = power * t
+        series = series + ((-1.0) ** (k + 1)) * power / (k * k)
+    positive = 0.5 * ops.square(x) + math.pi**2 / 6.0 - series
+    return ops.where(x > 0, positive, series)
+
+
+@keras.saving.register_keras_serializable(package="tfboltz")
+class NReLUUnits(StochasticUnits):
+    """Noisy rectified linear units (Nair & Hinton 2010).
+
+    A unit stands for infinitely many binary copies with biases ``b - i + 0.5``;
+    its state is ``max(0, x + N(0, sigmoid(x)))`` with ``x = inputs + b``, and its mean
+    ``sum_i sigmoid(x - i + 0.5) ~ softplus(x)``. Summing a unit out is approximated by
+    the integral of that ladder, ``-Li2(-exp(x))``; the energy term is ``-b . x +
+    x^2 / 2``. Free energies that involve these units are therefore approximate, and
+    exact or AIS estimates of log Z refuse them.
+    """
+
+    def mean(self, inputs):
+        return ops.softplus(inputs + self.bias)
+
+    def sample(self, inputs, seed=None):
+        x = inputs + self.bias
+        noise = keras.random.normal(ops.shape(x), seed=_as_seed(seed, self.seed_generator))
+        return ops.relu(x + ops.sqrt(ops.sigmoid(x)) * noise)
+
+    def sample_from_mean(self, mean, seed=None):
+        # softplus is invertible: recover x = log(expm1(mean)).
+        x = ops.log(ops.maximum(ops.expm1(mean), 1e-30))
+        return self.sample(x - self.bias, seed)
+
+    def energy(self, x):
+        return ops.sum(-x * self.bias + 0.5 * ops.square(x), axis=-1)
+
+    def log_partition(self, inputs):
+        return ops.sum(_neg_dilog_neg_exp(inputs + self.bias), axis=-1)
+
+    def validate_data(self, x, name="x"):
+        if np.min(x) < 0:
+            raise ValueError(
+                f"Expected non-negative values in `{name}` for NReLUUnits. "
+                f"Received: minimum {float(np.min(x)):.4g}"
+            )
+
+    def init_bias_from_data(self, x):
+        m = np.maximum(np.mean(np.asarray(x, np.float64), axis=0), 1e-3)
+        self.bias.assign(np.log(np.expm1(m)).astype("float32"))
+
+
+UNIT_TYPES = {
+    "bernoulli": BernoulliUnits,
+    "binary": BernoulliUnits,
+    "gaussian": GaussianUnits,
+    "softmax": SoftmaxUnits,
+    "multinomial": SoftmaxUnits,
+    "nrelu": NReLUUnits,
+    "relu": NReLUUnits,
+}
+
+
+def get(identifier, units=None, seed=None, name=None):
+    """Build a units layer from a name, a config dict or an instance.
+
+    Args:
+        identifier: one of ``"bernoulli"``, ``"gaussian"``, ``"softmax"``,
+            ``"nrelu"`` (aliases ``"binary"``, ``"multinomial"``, ``"relu"``), a dict
+            ``{"class_name": ..., "config": ...}`` as `get_config` writes it, or a
+            `StochasticUnits` instance (used as given, its size set if unset).
+        units: number of units.
+        seed: seed for a layer built from a name.
+        name: layer name for a layer built from a name.
+    """
+    if isinstance(identifier, StochasticUnits):
+        layer = identifier
+    elif isinstance(identifier, dict):
+        layer = keras.saving.deserialize_keras_object(identifier)
+    elif isinstance(identifier, str) and identifier.lower() in UNIT_TYPES:
+        return UNIT_TYPES[identifier.lower()](units=units, seed=seed, name=name)
+    else:
+        raise ValueError(
+            f"Expected a unit type, one of {sorted(set(UNIT_TYPES))}, a units config or a "
+            f"StochasticUnits layer. Received: {identifier!r}"
+        )
+    if layer.units is None:
+        layer.units = units
+    elif units is not None and layer.units != units:
+        raise ValueError(
+            f"Expected a units layer of size {units}. Received: {type(layer).__name__} "
+            f"with units={layer.units}"
+        )
+    return layer

@@ -1,0 +1,70 @@
+"""Argument and data checks that fail in Keras's own words, before any state changes."""
+
+import numbers
+
+import numpy as np
+
+
+def positive_int(name, value):
+    """Return `value` if it is a positive integer, else raise a `ValueError`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(
+            f"Invalid value received for argument `{name}`. Expected a positive integer. "
+            f"Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+def non_negative_float(name, value):
+    """Return `value` as a float if it is finite and >= 0, else raise a `ValueError`."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not np.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(
+            f"Invalid value received for argument `{name}`. Expected a non-negative float. "
+            f"Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def one_of(name, value, choices):
+    """Return `value` lower-cased if it is one of `choices`, else raise a `ValueError`."""
+    if not isinstance(value, str) or value.lower() not in choices:
+        raise ValueError(
+            f"Invalid value received for argument `{name}`. Expected one of "
+            f"{sorted(choices)}. Received: {name}={value!r}"
+        )
+    return value.lower()
+
+
+def check_rows(x, n_features, name="x"):
+    """Check a 2-D array of rows with `n_features` columns and finite values.
+
+    Returns the array as float32 numpy.
+    """
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[1] != n_features:
+        raise ValueError(
+            f"Expected `{name}` of shape (batch, {n_features}). Received: {name}.shape={x.shape}"
+        )
+    if not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
+        raise ValueError(f"Expected numeric `{name}`. Received: dtype={x.dtype}")
+    x = x.astype("float32", copy=False)
+    if not np.all(np.isfinite(x)):
+        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+        raise ValueError(
+            f"Expected finite values in `{name}`. Received: {bad} NaN or inf entries"
+        )
+    return x
+
+
+def check_unit_interval(x, name, what):
+    lo, hi = float(np.min(x)), float(np.max(x))
+    if lo < 0 or hi > 1:
+        raise ValueError(
+            f"Expected values in [0, 1] in `{name}` for {what}. "
+            f"Received: values between {lo:.4g} and {hi:.4g}"
+        )
