@@ -1,1 +1,233 @@
+"""Partition functions and likelihoods: annealed importance sampling and enumeration.
 
+AIS (Neal 2001; Salakhutdinov & Murray 2008) anneals from a base model A of
+independent visible units, whose log Z is known, to the model B through
+
+    p_beta(v)  oc  exp(-(1 - beta) E_A(v) - beta E_v(v)) * sum_h exp(-beta (E_h(h) - v~.W.h~))
+
+with the hidden units summed out analytically, so every intermediate distribution
+is an RBM with its weights and hidden biases scaled by beta and its visible biases
+interpolated. Each chain carries a log importance weight
+``sum_k log p*_k(v_k) - log p*_{k-1}(v_k)``, and ``Z_B / Z_A`` is the mean weight.
+"""
+
+import dataclasses
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfboltz import units as units_lib
+from tfboltz import validation
+from tfboltz.rbm import RBM
+
+PROPOSALS = ("base_rate", "uniform")
+
+
+@dataclasses.dataclass(frozen=True)
+class LogPartitionEstimate:
+    """An AIS estimate of log Z with its spread.
+
+    Attributes:
+        log_z: ``log Z_A + log mean(w)``.
+        log_z_low: ``log Z_A + log(mean(w) - 3 se(w))`` (``-inf`` if that is <= 0).
+        log_z_high: ``log Z_A + log(mean(w) + 3 se(w))``.
+        log_z_base: log Z of the base model A.
+        log_weights: the chains' log importance weights (numpy).
+        n_betas: number of intermediate distributions.
+        proposal: "base_rate" or "uniform".
+    """
+
+    log_z: float
+    log_z_low: float
+    log_z_high: float
+    log_z_base: float
+    log_weights: np.ndarray
+    n_betas: int
+    proposal: str
+
+    def __float__(self):
+        return self.log_z
+
+    def __repr__(self):
+        return (f"LogPartitionEstimate(log_z={self.log_z:.4f}, interval=({self.log_z_low:.4f}, "
+                f"{self.log_z_high:.4f}), chains={len(self.log_weights)}, "
+                f"n_betas={self.n_betas}, proposal={self.proposal!r})")
+
+    @classmethod
+    def from_log_weights(cls, log_weights, log_z_base, n_betas, proposal):
+        lw = np.asarray(log_weights, np.float64)
+        top = lw.max()
+        w = np.exp(lw - top)
+        mean = w.mean()
+        se = w.std(ddof=1) / math.sqrt(len(w)) if len(w) > 1 else 0.0
+        low = math.log(mean - 3 * se) if mean - 3 * se > 0 else -math.inf
+        return cls(
+            log_z=float(log_z_base + top + math.log(mean)),
+            log_z_low=float(log_z_base + top + low),
+            log_z_high=float(log_z_base + top + math.log(mean + 3 * se)),
+            log_z_base=float(log_z_base), log_weights=lw, n_betas=int(n_betas),
+            proposal=proposal,
+        )
+
+
+def beta_schedule(n_betas):
+    """Inverse temperatures from 0 to 1 spaced as in Salakhutdinov & Murray (2008).
+
+    Their 14,500 betas put 500 in [0, 0.5), 4,000 in [0.5, 0.9) and 10,000 in
+    [0.9, 1]; other counts keep those proportions.
+    """
+    n_betas = validation.positive_int("n_betas", n_betas)
+    if n_betas < 3:
+        return np.linspace(0.0, 1.0, n_betas + 1)
+    n1 = max(1, round(n_betas * 500 / 14500))
+    n2 = max(1, round(n_betas * 4000 / 14500))
+    n3 = n_betas - n1 - n2
+    return np.concatenate([
+        np.linspace(0.0, 0.5, n1, endpoint=False),
+        np.linspace(0.5, 0.9, n2, endpoint=False),
+        np.linspace(0.9, 1.0, n3 + 1),
+    ])
+
+
+def _check_rbm(model, what):
+    if not isinstance(model, RBM):
+        raise ValueError(f"Expected an RBM for {what}. Received: {type(model).__name__}")
+
+
+def _check_linear_bias_hidden(model):
+    if not isinstance(model.hidden_layer, (units_lib.BernoulliUnits, units_lib.SoftmaxUnits)):
+        raise ValueError(
+            "Expected Bernoulli or softmax hidden units for AIS (their bias enters "
+            f"linearly, so the tempered models stay RBMs). Received: "
+            f"{type(model.hidden_layer).__name__}"
+        )
+    if isinstance(model.visible_layer, units_lib.NReLUUnits):
+        raise ValueError("Expected Bernoulli, softmax or Gaussian visible units for AIS; "
+                         "NReLU free energies are approximate. Received: NReLUUnits")
+
+
+def base_model_units(model, proposal="base_rate", data=None):
+    """The base model A: a copy of the visible layer with its own biases.
+
+    "base_rate": biases fitted to the visible marginals of `data` (as in Salakhutdinov
+    & Murray 2008), or, without data, the model's own visible biases. "uniform": zero
+    biases (a uniform distribution for binary units).
+    """
+    proposal = validation.one_of("proposal", proposal, PROPOSALS)
+    vis = model.visible_layer
+    base = type(vis).from_config({**vis.get_config(), "name": "ais_base"})
+    base.build((None, model.n_visible))
+    for src, dst in zip(vis.weights, base.weights):
+        dst.assign(src)
+    if proposal == "uniform":
+        base.bias.assign(np.zeros(model.n_visible, "float32"))
+    elif data is not None:
+        base.init_bias_from_data(model.check_data(data, "data"))
+    return base
+
+
+def log_partition(model, n_chains=100, n_betas=10000, seed=0, proposal="base_rate", data=None,
+                  verbose=1):
+    """Estimate log Z of an RBM by annealed importance sampling.
+
+    Args:
+        model: an `RBM` with Bernoulli or softmax hidden units and Bernoulli, softmax
+            or Gaussian visible units.
+        n_chains: independent AIS runs.
+        n_betas: intermediate distributions.
+        seed: int seed.
+        proposal: "base_rate" (independent visibles with the data's marginals) or
+            "uniform".
+        data: visible rows to fit the base-rate proposal to.
+        verbose: 1 shows a progress bar.
+
+    Returns:
+        `LogPartitionEstimate`.
+
+    Example:
+        >>> est = tb.ais.log_partition(rbm, n_chains=100, n_betas=20000, data=x_train)
+        >>> ll = tb.ais.log_likelihood(rbm, x_test, est).mean()
+    """
+    _check_rbm(model, "AIS")
+    _check_linear_bias_hidden(model)
+    n_chains = validation.positive_int("n_chains", n_chains)
+    base = base_model_units(model, proposal, data)
+    betas = beta_schedule(n_betas).astype("float32")
+    # At beta = 0 the hidden units are independent and uniform: Z_0 = Z_A * Z_h(0).
+    hid0 = model.hidden_layer.log_partition(-model.hidden_layer.bias[None, :])
+    log_z_base = float((base.log_partition(tf.zeros((1, model.n_visible))) + hid0)[0].numpy())
+    gen = keras.random.SeedGenerator(seed)
+    v = base.sample(tf.zeros((n_chains, model.n_visible)), gen)
+    log_w = tf.zeros((n_chains,))
+    vis, hid = model.visible_layer, model.hidden_layer
+    d_bias = base.bias - vis.bias  # base bias minus model bias
+
+    def log_p(v, a, beta):
+        """log p*_beta(v) given a = hidden_input(v) (hidden units summed out)."""
+        energy = (1.0 - beta) * base.energy(v) + beta * vis.energy(v)
+        return -energy + hid.log_partition(beta * a + (beta - 1.0) * hid.bias)
+
+    @tf.function(reduce_retracing=True)
+    def run(v, log_w, chunk):
+        def body(i, v, log_w):
+            b_prev, b_next = chunk[i], chunk[i + 1]
+            a = model.hidden_input(v)
+            log_w += log_p(v, a, b_next) - log_p(v, a, b_prev)
+            h = hid.sample(b_next * a + (b_next - 1.0) * hid.bias, gen)
+            u = b_next * model.visible_input(h) + vis.bias_as_input((1.0 - b_next) * d_bias)
+            v = vis.sample(u, gen)
+            return i + 1, v, log_w
+
+        _, v, log_w = tf.while_loop(lambda i, *_: i < tf.shape(chunk)[0] - 1, body,
+                                    (tf.constant(0), v, log_w))
+        return v, log_w
+
+    n_chunks = min(100, len(betas) - 1)
+    bounds = np.linspace(0, len(betas) - 1, n_chunks + 1).astype(int)
+    progbar = keras.utils.Progbar(len(betas) - 1, verbose=verbose, unit_name="beta")
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        v, log_w = run(v, log_w, tf.constant(betas[lo:hi + 1]))
+        progbar.update(int(hi))
+    return LogPartitionEstimate.from_log_weights(log_w.numpy(), log_z_base, n_betas, proposal)
+
+
+def exact_log_partition(model, side=None, chunk=65536):
+    """log Z by summing over every state of one layer (tiny models only), in float64.
+
+    Args:
+        model: an RBM whose summed-over layer is Bernoulli or softmax.
+        side: "visible" or "hidden"; default the smaller enumerable side.
+        chunk: states per batch.
+    """
+    _check_rbm(model, "exact enumeration")
+    vis, hid = model.visible_layer, model.hidden_layer
+    if side is None:
+        sides = [s for s, layer in (("visible", vis), ("hidden", hid)) if layer.enumerable]
+        if not sides:
+            raise ValueError("Expected a Bernoulli or softmax layer to enumerate. Received: "
+                             f"{type(vis).__name__} visible, {type(hid).__name__} hidden")
+        side = min(sides, key=lambda s: vis.units if s == "visible" else hid.units)
+    side = validation.one_of("side", side, ("visible", "hidden"))
+    layer, other = (vis, hid) if side == "visible" else (hid, vis)
+    states = layer.states().astype("float64")
+    w = tf.cast(model.kernel, tf.float64)
+    terms = []
+    for i in range(0, len(states), chunk):
+        s = tf.constant(states[i:i + chunk])
+        a = tf.matmul(layer.scale(s), w if side == "visible" else tf.transpose(w))
+        terms.append(-layer.energy(s) + other.log_partition(a))
+    return float(tf.reduce_logsumexp(tf.concat(terms, 0)).numpy())
+
+
+def log_likelihood(model, x, log_z):
+    """Per-example log-likelihood ``-F(x) - log Z`` in nats (numpy).
+
+    Args:
+        model: an RBM.
+        x: visible rows.
+        log_z: a float or a `LogPartitionEstimate`.
+    """
+    _check_rbm(model, "log_likelihood")
+    return -model.free_energy(x).astype("float64") - float(log_z)

@@ -11,10 +11,6 @@ from tfboltz import validation
 #: per-epoch free-energy gap.
 MONITOR_ROWS = 1000
 
-#: Gradients larger than this (in absolute value) count as divergence, well before
-#: a float32 update could overflow to inf.
-MAX_ABS_GRADIENT = 1e15
-
 
 class TrainingDivergedError(FloatingPointError):
     """Raised by `fit` when the statistics or the update stop being finite."""
@@ -109,6 +105,13 @@ class EnergyModel(keras.Model):
             jit_compile=jit_compile, **kwargs,
         )
 
+    def compile_from_config(self, config):
+        """Re-compile a loaded model with the configuration it was saved with."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     # Data checks ---------------------------------------------------------------
 
     def check_data(self, x, name="x"):
@@ -151,6 +154,9 @@ class EnergyModel(keras.Model):
             ValueError: bad data, before any state changes.
             TrainingDivergedError: the statistics stopped being finite; the weights of
                 the last good step are kept.
+
+        Arrays are shuffled each epoch from the model's `seed` when it has one, so the
+        same seed gives the same weights on the same device.
         """
         if isinstance(x, tuple) and y is None:
             x = x[0]
@@ -166,6 +172,15 @@ class EnergyModel(keras.Model):
         monitor = take_rows(x, MONITOR_ROWS)
         if not bool(self.data_initialized.numpy()):
             self.init_from_data(x if not isinstance(x, tf.data.Dataset) else monitor)
+        if isinstance(x, tf.data.Dataset):
+            kwargs.setdefault("shuffle", False)  # a dataset shuffles itself
+        if isinstance(x, np.ndarray) and kwargs.get("shuffle", True) and self.seed is not None:
+            # Keras shuffles arrays from the global random state; a seeded model
+            # shuffles from its own seed so that the same seed gives the same weights.
+            x = (tf.data.Dataset.from_tensor_slices(x)
+                 .shuffle(len(x), seed=self.seed, reshuffle_each_iteration=True)
+                 .batch(batch_size or 32).prefetch(2))
+            batch_size, kwargs["shuffle"] = None, False
         callbacks = [DivergenceGuard(), *self._epoch_callbacks(monitor, val_rows),
                      *(callbacks or [])]
         self.diverged_at.assign(-1)
@@ -184,24 +199,37 @@ class EnergyModel(keras.Model):
     # The guarded update ----------------------------------------------------------
 
     def _apply_if_finite(self, grads, variables, statistics, after_update):
-        """Apply `grads` only if they and `statistics` are finite.
+        """Apply `grads` only if they, `statistics` and the updated weights are finite.
 
         `after_update()` runs after a good update (max-norm, chain and running-average
-        updates). Otherwise nothing changes and `diverged_at` records the step.
+        updates). Otherwise the weights keep their values from before the step and
+        `diverged_at` records the step, for `DivergenceGuard` to report.
         """
         ok = self.diverged_at < 0
         for t in [*grads, *statistics]:
             ok = tf.logical_and(ok, tf.reduce_all(tf.math.is_finite(t)))
-        for g in grads:
-            ok = tf.logical_and(ok, tf.reduce_max(tf.abs(g)) < MAX_ABS_GRADIENT)
 
-        def good():
-            self.optimizer.apply_gradients(zip(grads, variables))
-            after_update()
-            return tf.constant(True)
-
-        def bad():
+        def flag():
             self.diverged_at.assign(tf.cast(self.optimizer.iterations, "int64"))
             return tf.constant(False)
 
-        return tf.cond(ok, good, bad)
+        def good():
+            # Reads are ordered before the optimizer's assignments, so `before` holds
+            # the last good values (a copy is made only where a variable changes).
+            before = [tf.identity(v) for v in variables]
+            self.optimizer.apply_gradients(zip(grads, variables))
+            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables])
+
+            def keep():
+                after_update()
+                return tf.constant(True)
+
+            def revert():
+                for v, old in zip(variables, before):
+                    v.assign(old)
+                self.optimizer.iterations.assign_sub(1)
+                return flag()
+
+            return tf.cond(finite, keep, revert)
+
+        return tf.cond(ok, good, flag)

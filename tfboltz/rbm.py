@@ -125,8 +125,10 @@ class RBM(EnergyModel):
     def build(self, input_shape=None):
         if self.built:
             return
-        self.visible_layer.build((None, self.n_visible))
-        self.hidden_layer.build((None, self.n_hidden))
+        for layer, size in ((self.visible_layer, self.n_visible),
+                            (self.hidden_layer, self.n_hidden)):
+            if not layer.built:
+                layer.build((None, size))
         self.kernel = self.add_weight(
             shape=(self.n_visible, self.n_hidden),
             initializer=keras.initializers.RandomNormal(stddev=self.weight_init_std,
@@ -293,7 +295,7 @@ class RBM(EnergyModel):
         if self.learning == "pcd":
             chains = tf.convert_to_tensor(self.persistent_chains)
             v_neg, _, a_neg = self._gibbs(chains, self.hidden_input(chains), self.k, seed)
-            _, recon = self._visible_step(self._hidden_state(a0, seed), seed)
+            recon, _ = self._visible_step(self._hidden_state(a0, seed), seed)
         else:
             h_first = self._hidden_state(a0, seed)
             recon, v1 = self._visible_step(h_first, seed)
@@ -372,7 +374,7 @@ class RBM(EnergyModel):
     def _reconstruct_fn(self, v):
         return self.visible_layer.mean(self.visible_input(self.call(v)))
 
-    def sample(self, n=None, steps=1000, init=None, clamp=None, seed=None):
+    def sample(self, n=None, steps=1000, init=None, clamp=None, seed=None, means=True):
         """Draw visible samples by block Gibbs sampling.
 
         Args:
@@ -384,10 +386,11 @@ class RBM(EnergyModel):
                 units where it is True keep their `init` values (conditional sampling,
                 e.g. completing the lower half of a digit from its upper half).
             seed: int seed for a reproducible draw.
+            means: return the final visible means (probabilities for binary units,
+                smoother to look at) rather than the sampled states.
 
         Returns:
-            numpy array ``(n, n_visible)`` of the final visible means (probabilities
-            for binary units), which are smoother to look at than states.
+            numpy array ``(n, n_visible)``.
         """
         steps = validation.positive_int("steps", steps) if steps else 0
         if init is None:
@@ -408,12 +411,13 @@ class RBM(EnergyModel):
         v0 = (np.zeros((n, self.n_visible), "float32") if init is None else init)
         mask = (np.zeros((n, self.n_visible), "float32") if clamp is None
                 else clamp.astype("float32"))
-        return self._sample_fn(v0, mask, tf.constant(steps), init is None).numpy()
+        out = self._sample_fn(v0, mask, tf.constant(steps), init is None, bool(means))
+        return out.numpy()
 
     @tf.function(reduce_retracing=True)
-    def _sample_fn(self, v0, mask, steps, from_noise):
+    def _sample_fn(self, v0, mask, steps, from_noise, means):
         seed = self.sampling_seed_generator
         if from_noise:
             v0 = self.visible_layer.sample(tf.zeros_like(v0), seed)
-        _, v_mean, _ = self._gibbs(v0, self.hidden_input(v0), steps, seed, mask, v0)
-        return v_mean
+        v, v_mean, _ = self._gibbs(v0, self.hidden_input(v0), steps, seed, mask, v0)
+        return v_mean if means else v

@@ -76,6 +76,14 @@ class StochasticUnits(keras.layers.Layer):
         config.update({"units": self.units, "seed": self.seed})
         return config
 
+    def b(self, like):
+        """The bias in the dtype of `like` (float64 enumeration uses the same code)."""
+        return ops.cast(self.bias, like.dtype)
+
+    def bias_as_input(self, delta):
+        """The input that shifts the pre-activation as a bias change `delta` would."""
+        return delta
+
     # Defaults shared by units whose state multiplies W directly.
     def scale(self, x):
         """The factor of a state that multiplies the weights (identity here)."""
@@ -83,7 +91,7 @@ class StochasticUnits(keras.layers.Layer):
 
     def energy(self, x):
         """Per-example energy of this layer alone: ``-bias . x``."""
-        return -ops.sum(x * self.bias, axis=-1)
+        return -ops.sum(x * self.b(x), axis=-1)
 
     def validate_data(self, x, name="x"):
         """Raise a `ValueError` if `x` (numpy) is not a valid state of these units."""
@@ -113,7 +121,7 @@ class BernoulliUnits(StochasticUnits):
     unit_interval = True
 
     def mean(self, inputs):
-        return ops.sigmoid(inputs + self.bias)
+        return ops.sigmoid(inputs + self.b(inputs))
 
     def sample(self, inputs, seed=None):
         return self.sample_from_mean(self.mean(inputs), seed)
@@ -123,7 +131,7 @@ class BernoulliUnits(StochasticUnits):
         return ops.cast(u < mean, mean.dtype)
 
     def log_partition(self, inputs):
-        return ops.sum(ops.softplus(inputs + self.bias), axis=-1)
+        return ops.sum(ops.softplus(inputs + self.b(inputs)), axis=-1)
 
     def init_bias_from_data(self, x):
         p = np.clip(np.mean(np.asarray(x, np.float64), axis=0), 1e-3, 1 - 1e-3)
@@ -177,28 +185,32 @@ class GaussianUnits(StochasticUnits):
         config.update({"sigma": self.sigma, "learn_sigma": self.learn_sigma})
         return config
 
-    def std(self):
-        return ops.exp(self.log_sigma)
+    def std(self, like=None):
+        s = ops.exp(self.log_sigma)
+        return s if like is None else ops.cast(s, like.dtype)
 
     def scale(self, x):
-        return x / self.std()
+        return x / self.std(x)
+
+    def bias_as_input(self, delta):
+        return delta / self.std(delta)
 
     def mean(self, inputs):
-        return self.bias + self.std() * inputs
+        return self.b(inputs) + self.std(inputs) * inputs
 
     def sample(self, inputs, seed=None):
         return self.sample_from_mean(self.mean(inputs), seed)
 
     def sample_from_mean(self, mean, seed=None):
         noise = keras.random.normal(ops.shape(mean), seed=_as_seed(seed, self.seed_generator))
-        return mean + self.std() * noise
+        return mean + self.std(mean) * noise
 
     def energy(self, x):
-        return ops.sum(ops.square(x - self.bias) / (2.0 * ops.square(self.std())), axis=-1)
+        return ops.sum(ops.square(x - self.b(x)) / (2.0 * ops.square(self.std(x))), axis=-1)
 
     def log_partition(self, inputs):
-        s = self.std()
-        terms = self.bias * inputs / s + 0.5 * ops.square(inputs) + ops.log(s) + _SQRT_2PI_LOG
+        s = self.std(inputs)
+        terms = self.b(inputs) * inputs / s + 0.5 * ops.square(inputs) + ops.log(s) + _SQRT_2PI_LOG
         return ops.sum(terms, axis=-1)
 
     def init_bias_from_data(self, x):
@@ -255,10 +267,11 @@ class SoftmaxUnits(StochasticUnits):
         return ops.reshape(x, (-1, self.units // self._group, self._group))
 
     def mean(self, inputs):
-        return ops.reshape(ops.softmax(self._grouped(inputs + self.bias), axis=-1), (-1, self.units))
+        grouped = self._grouped(inputs + self.b(inputs))
+        return ops.reshape(ops.softmax(grouped, axis=-1), (-1, self.units))
 
     def sample(self, inputs, seed=None):
-        logits = ops.reshape(inputs + self.bias, (-1, self._group))
+        logits = ops.reshape(inputs + self.b(inputs), (-1, self._group))
         idx = keras.random.categorical(
             logits, 1, seed=_as_seed(seed, self.seed_generator), dtype="int32"
         )[:, 0]
@@ -268,7 +281,7 @@ class SoftmaxUnits(StochasticUnits):
         return self.sample(ops.log(ops.maximum(mean, 1e-30)) - self.bias, seed)
 
     def log_partition(self, inputs):
-        return ops.sum(ops.logsumexp(self._grouped(inputs + self.bias), axis=-1), axis=-1)
+        return ops.sum(ops.logsumexp(self._grouped(inputs + self.b(inputs)), axis=-1), axis=-1)
 
     def validate_data(self, x, name="x"):
         super().validate_data(x, name)

@@ -1,0 +1,91 @@
+"""Train a Bernoulli RBM on MNIST with PCD (the recipe behind the README's RBM figures).
+
+    python scripts/train_rbm_mnist.py --n-hidden 500 --epochs 100 --out runs/rbm500
+
+Training data: the 60,000 MNIST training images, binarised afresh each epoch
+(each pixel on with probability equal to its intensity). The learning rate decays
+linearly to zero over the run; momentum goes from 0.5 to 0.9 after 5 epochs.
+Checkpoints (``model.keras``) are written each epoch; ``--resume`` continues one.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import tfboltz as tb
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n-hidden", type=int, default=500)
+    p.add_argument("--learning", choices=["cd", "pcd"], default="pcd")
+    p.add_argument("--k", type=int, default=1)
+    p.add_argument("--n-chains", type=int, default=100)
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--final-lr", type=float, default=0.0)
+    p.add_argument("--l2", type=float, default=1e-4)
+    p.add_argument("--n-train", type=int, default=60000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("runs/rbm_mnist"))
+    p.add_argument("--resume", action="store_true")
+    return p.parse_args(argv)
+
+
+def binarised(x, batch_size, seed):
+    """A dataset that binarises each image afresh each epoch."""
+    def binarise(batch):
+        return tf.cast(tf.random.uniform(tf.shape(batch), seed=seed) < batch, tf.float32)
+    return (tf.data.Dataset.from_tensor_slices(x).shuffle(len(x), seed=seed)
+            .batch(batch_size, drop_remainder=True).map(binarise).prefetch(2))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(args.seed)
+    x, _ = tb.data.load_mnist("train")
+    x = x[: args.n_train]
+    x_val, _ = tb.data.load_mnist("test", binarize="stochastic", seed=1)
+    ckpt = args.out / "model.keras"
+    if args.resume and ckpt.exists():
+        rbm = keras.saving.load_model(ckpt)
+        done = int(json.loads((args.out / "state.json").read_text())["epochs_done"])
+    else:
+        rbm = tb.RBM(784, args.n_hidden, learning=args.learning, k=args.k,
+                     n_chains=args.n_chains, sample_visible=args.learning == "pcd",
+                     l2=args.l2, seed=args.seed)
+        rbm.compile(optimizer=keras.optimizers.SGD(args.lr, momentum=0.5))
+        rbm.init_from_data((x > np.random.default_rng(args.seed).random(x.shape)).astype("f4"))
+        done = 0
+
+    def lr(epoch):
+        return args.lr + (args.final_lr - args.lr) * epoch / args.epochs
+
+    class Save(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            tmp = args.out / "model.tmp.keras"
+            self.model.save(tmp)
+            tmp.replace(ckpt)
+            (args.out / "state.json").write_text(json.dumps({"epochs_done": epoch + 1}))
+
+    t0 = time.time()
+    rbm.fit(binarised(x, args.batch_size, args.seed), epochs=args.epochs, initial_epoch=done,
+            validation_data=x_val[:2000], verbose=2,
+            callbacks=[keras.callbacks.LearningRateScheduler(lr),
+                       tb.callbacks.MomentumScheduler(lambda e: 0.5 if e < 5 else 0.9),
+                       keras.callbacks.CSVLogger(args.out / "log.csv", append=done > 0),
+                       Save()])
+    print(f"trained {args.epochs - done} epochs in {time.time() - t0:.0f} s")
+    rbm.save_weights(args.out / "rbm.weights.h5")
+
+
+if __name__ == "__main__":
+    main()
