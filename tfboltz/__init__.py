@@ -1,9 +1,9 @@
 """tfboltz: Boltzmann machines as Keras 3 models."""
 
-from tfboltz import ais, callbacks, data, units
+from tfboltz import ais, callbacks, data, units, viz
 from tfboltz.base import TrainingDivergedError
 from tfboltz.rbm import RBM
 
 __version__ = "0.1.0"
 
-__all__ = ["RBM", "TrainingDivergedError", "ais", "callbacks", "data", "units", "__version__"]
+__all__ = ["RBM", "TrainingDivergedError", "ais", "callbacks", "data", "units", "viz", "__version__"]

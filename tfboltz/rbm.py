@@ -187,13 +187,15 @@ class RBM(EnergyModel):
 
     def _visible_step(self, h, seed):
         """One half-step down: visible means and the state the chain carries on."""
-        mean = self.visible_layer.mean(self.visible_input(h))
-        state = self.visible_layer.sample_from_mean(mean, seed) if self.sample_visible else mean
+        u = self.visible_input(h)
+        mean = self.visible_layer.mean(u)
+        state = self.visible_layer.sample(u, seed) if self.sample_visible else mean
         return mean, state
 
     def _hidden_state(self, a, seed):
-        mean = self.hidden_layer.mean(a)
-        return self.hidden_layer.sample_from_mean(mean, seed) if self.sample_hidden else mean
+        if self.sample_hidden:
+            return self.hidden_layer.sample(a, seed)
+        return self.hidden_layer.mean(a)
 
     def _gibbs(self, v, a, steps, seed, clamp=None, clamp_values=None):
         """`steps` sweeps v -> h -> v from state `v` whose hidden input is `a`.

@@ -325,16 +325,23 @@ def _neg_dilog_neg_exp(x, terms=30):
 class NReLUUnits(StochasticUnits):
     """Noisy rectified linear units (Nair & Hinton 2010).
 
-    A unit stands for infinitely many binary copies with biases ``b - i + 0.5``;
-    its state is ``max(0, x + N(0, sigmoid(x)))`` with ``x = inputs + b``, and its mean
-    ``sum_i sigmoid(x - i + 0.5) ~ softplus(x)``. Summing a unit out is approximated by
-    the integral of that ladder, ``-Li2(-exp(x))``; the energy term is ``-b . x +
-    x^2 / 2``. Free energies that involve these units are therefore approximate, and
-    exact or AIS estimates of log Z refuse them.
+    A unit stands for infinitely many binary copies with biases ``b - i + 0.5``
+    (whose summed mean is about ``softplus(x)``, ``x = inputs + b``); it is sampled as
+    ``max(0, x + N(0, sigmoid(x)))``, and `mean` is the exact mean of that sampler,
+    ``x Phi(x / s) + s phi(x / s)`` with ``s^2 = sigmoid(x)``. Summing a unit out is
+    approximated by the integral of the ladder, ``-Li2(-exp(x))`` (whose derivative
+    is ``softplus(x)``); the energy term is ``-b . x + x^2 / 2``. Free energies that
+    involve these units are therefore approximate, and exact or AIS estimates of
+    log Z refuse them.
     """
 
     def mean(self, inputs):
-        return ops.softplus(inputs + self.bias)
+        x = inputs + self.bias
+        s = ops.sqrt(ops.sigmoid(x))
+        z = x / s
+        cdf = 0.5 * (1.0 + ops.erf(z / math.sqrt(2.0)))
+        pdf = ops.exp(-0.5 * ops.square(z)) / math.sqrt(2.0 * math.pi)
+        return x * cdf + s * pdf
 
     def sample(self, inputs, seed=None):
         x = inputs + self.bias
@@ -342,9 +349,18 @@ class NReLUUnits(StochasticUnits):
         return ops.relu(x + ops.sqrt(ops.sigmoid(x)) * noise)
 
     def sample_from_mean(self, mean, seed=None):
-        # softplus is invertible: recover x = log(expm1(mean)).
-        x = ops.log(ops.maximum(ops.expm1(mean), 1e-30))
+        x = self._pre_activation_from_mean(mean)
         return self.sample(x - self.bias, seed)
+
+    def _pre_activation_from_mean(self, mean):
+        """Invert `mean`, which is increasing in x, by bisection on [-30, mean + 10]."""
+        lo = ops.full_like(mean, -30.0)
+        hi = mean + 10.0
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            above = self.mean(mid - self.bias) > mean
+            lo, hi = ops.where(above, lo, mid), ops.where(above, mid, hi)
+        return 0.5 * (lo + hi)
 
     def energy(self, x):
         return ops.sum(-x * self.bias + 0.5 * ops.square(x), axis=-1)
@@ -360,8 +376,9 @@ class NReLUUnits(StochasticUnits):
             )
 
     def init_bias_from_data(self, x):
-        m = np.maximum(np.mean(np.asarray(x, np.float64), axis=0), 1e-3)
-        self.bias.assign(np.log(np.expm1(m)).astype("float32"))
+        m = np.maximum(np.mean(np.asarray(x, np.float32), axis=0), 1e-3)
+        self.bias.assign(np.zeros_like(m))
+        self.bias.assign(np.asarray(self._pre_activation_from_mean(m[None]))[0])
 
 
 UNIT_TYPES = {

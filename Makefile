@@ -1,0 +1,31 @@
+# The two set-up commands of the README: `make demo` (the main job) and `make test`.
+# Each creates the virtual environment and installs the package with its dev extras.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test test-slow bench lint clean
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) scripts/demo.py
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+test-slow: $(VENV)/.installed
+	$(PY) -m pytest -q -m slow
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_rbm.py
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check tfboltz tests scripts benchmarks
+
+clean:
+	rm -rf $(VENV) runs
