@@ -3,6 +3,7 @@
     python benchmarks/bench_rbm.py                          # all three, then the table
     python benchmarks/bench_rbm.py --repeats 3 --json bench_rbm.json
     python benchmarks/bench_rbm.py --n-rows 5000            # quick smoke run
+    python benchmarks/bench_rbm.py --threads 1              # one thread per library
     python benchmarks/bench_rbm.py --only numpy             # one contender, this process
 
 The task: one epoch of CD-1 over the MNIST training images (float32 grey levels in
@@ -36,11 +37,26 @@ a lower bound for an epoch that does nothing but its matrix products::
 
 Each contender runs in its own subprocess (``--only NAME``), so that its peak
 resident memory (``getrusage(RUSAGE_SELF).ru_maxrss``, which includes the data and
-the libraries it imported) is its own. The parent loads MNIST once through
-``tfboltz.data.load_mnist`` and hands the rows to the children as a ``.npy`` file
-(``--data``), so the scikit-learn and numpy children never import TensorFlow. (Run
+the libraries it imported) is its own. A first child (``--setup``) loads MNIST through
+``tfboltz.data.load_mnist``, hands the rows to the contenders as a ``.npy`` file
+(``--data``) and measures the matmul rates. The parent itself imports neither
+TensorFlow nor the data: Linux carries a parent's peak RSS over ``fork``/``exec`` into
+the child's ``ru_maxrss``, so a big parent would inflate every child's figure (the
+parent's own peak is printed as that floor; ``VmHWM`` from /proc goes to the JSON as a
+cross-check). The scikit-learn and numpy children never import TensorFlow. (Run
 ``--only sklearn`` or ``--only numpy`` by hand without ``--data`` and they load MNIST
 through tfboltz, TensorFlow included in their peak memory.)
+
+The ``recon err`` column is a sanity check, not a contest: the mean squared error of
+the mean-field reconstruction of the first 1,000 rows under each contender's final
+weights. tfboltz's figure includes the 20 warm-up updates; scikit-learn learns by a
+different rule (PCD, no momentum).
+
+Threads: by default every library uses all cores. ``--threads N`` caps OpenBLAS
+(through threadpoolctl) and TensorFlow's intra- and inter-op pools at N; tf.data's
+own threads, which feed tfboltz's batches, are not capped. On a machine where
+something else is running, OpenBLAS's spinning worker threads can slow numpy and
+scikit-learn down many times over; ``--threads 1`` gives comparable figures there.
 
 The timings are only meaningful on an otherwise idle machine: the script prints the
 load average before and after, and warns when the machine was busy.
@@ -93,12 +109,16 @@ def parse_args(argv=None):
     p.add_argument("--n-rows", type=int, default=None,
                    help="use the first N training rows (e.g. 5000 for a smoke run)")
     p.add_argument("--json", type=Path, default=None, help="write the results to this file")
+    p.add_argument("--threads", type=int, default=None,
+                   help="cap the BLAS and TensorFlow thread pools (default: all cores)")
     p.add_argument("--data", type=Path, default=None,
                    help="float32 .npy file of the rows (the parent passes it to the children)")
     p.add_argument("--setup", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error(f"--repeats must be at least 1, got {args.repeats}")
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads must be at least 1, got {args.threads}")
     if args.n_rows is not None and args.n_rows < BATCH_SIZE:
         p.error(f"--n-rows must be at least {BATCH_SIZE}, got {args.n_rows}")
     return args
@@ -142,6 +162,31 @@ def reconstruction_error(w, b, c, x):
     h = 1.0 / (1.0 + np.exp(-(x @ w + c)))
     r = 1.0 / (1.0 + np.exp(-(h @ w.T + b)))
     return float(np.mean((x - r) ** 2))
+
+
+# Threads --------------------------------------------------------------------------
+
+
+def limit_blas_threads(n):
+    """Cap numpy's BLAS (OpenBLAS) thread pool at `n` threads; None keeps the default."""
+    if n:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+
+
+def blas_threads():
+    """Threads of the BLAS libraries loaded in this process, e.g. ``{"openblas": 2}``."""
+    from threadpoolctl import threadpool_info
+
+    return {f"{i['internal_api']}": i["num_threads"] for i in threadpool_info()}
+
+
+def limit_tf_threads(tf, n):
+    """Cap TensorFlow's intra- and inter-op thread pools at `n` (before any op runs)."""
+    if n:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
 
 
 # Matrix-multiply rate -------------------------------------------------------------
@@ -188,9 +233,11 @@ def numpy_cd_products_rate(calls=20, trials=7):
     return MATMULS_PER_BATCH * MATMUL_FLOP / _best_seconds(five, calls, trials) / 1e9
 
 
-def tf_matmul_rate(calls=50, trials=7):
+def tf_matmul_rate(threads=None, calls=50, trials=7):
     """GFLOP/s of TensorFlow's float32 (100, 784) @ (784, 1024) product (eager)."""
     import tensorflow as tf
+
+    limit_tf_threads(tf, threads)
 
     rng = np.random.default_rng(0)
     a = tf.constant(rng.random((BATCH_SIZE, N_VISIBLE), dtype=np.float32))
@@ -211,11 +258,13 @@ def tf_matmul_rate(calls=50, trials=7):
 # Contenders -----------------------------------------------------------------------
 
 
-def run_tfboltz(x, repeats):
+def run_tfboltz(x, repeats, threads=None):
     import keras
     import tensorflow as tf
 
     import tfboltz as tb
+
+    limit_tf_threads(tf, threads)
 
     class EpochTimer(keras.callbacks.Callback):
         def __init__(self):
@@ -247,12 +296,14 @@ def run_tfboltz(x, repeats):
         "check_reconstruction_error": reconstruction_error(
             model.kernel.numpy(), model.visible_layer.bias.numpy(),
             model.hidden_layer.bias.numpy(), x[:CHECK_ROWS]),
+        "threads": {"tf_intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                    "tf_inter_op": tf.config.threading.get_inter_op_parallelism_threads()},
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "notes": "CD-1, momentum SGD, Keras fit",
     }
 
 
-def run_sklearn(x, repeats):
+def run_sklearn(x, repeats, threads=None):  # BLAS threads are capped by `run_one`
     import sklearn
     from sklearn.neural_network import BernoulliRBM
 
@@ -336,7 +387,7 @@ class NumpyCD1:
             self.step(v0)
 
 
-def run_numpy(x, repeats):
+def run_numpy(x, repeats, threads=None):  # BLAS threads are capped by `run_one`
     model = NumpyCD1(x)
     seconds = []
     for _ in range(repeats):
@@ -356,10 +407,10 @@ RUNNERS = {"tfboltz": run_tfboltz, "sklearn": run_sklearn, "numpy": run_numpy}
 
 
 def peak_rss_mb():
-    """Peak resident memory of this process in MB (ru_maxrss is KiB on Linux)."""
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    scale = 1 if sys.platform == "darwin" else 1024  # macOS reports bytes
-    return kib * scale / 1e6
+    """Peak resident memory of this process in MB (1e6 bytes) from ``ru_maxrss``."""
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    bytes_per_unit = 1 if sys.platform == "darwin" else 1024  # KiB on Linux, bytes on macOS
+    return maxrss * bytes_per_unit / 1e6
 
 
 def vm_hwm_mb():
@@ -385,11 +436,13 @@ def run_setup(args):
     the data: a child's ``ru_maxrss`` starts from its parent's peak (the kernel carries
     it over ``fork``/``exec``), so the parent has to stay small.
     """
+    limit_blas_threads(args.threads)
     x = load_rows(None, args.n_rows)
     np.save(args.setup / "mnist_rows.npy", x)
     setup = {
         "n_rows": len(x),
-        "gflops": {"numpy": numpy_matmul_rate(), "tensorflow": tf_matmul_rate()},
+        "gflops": {"numpy": numpy_matmul_rate(),
+                   "tensorflow": tf_matmul_rate(args.threads)},
         "numpy_cd_products_gflops": numpy_cd_products_rate(),
     }
     (args.setup / "setup.json").write_text(json.dumps(setup))
@@ -397,8 +450,10 @@ def run_setup(args):
 
 def run_one(args):
     """Child mode: time one contender in this process and report it."""
+    limit_blas_threads(args.threads)
     x = load_rows(args.data, args.n_rows)
-    result = RUNNERS[args.only](x, args.repeats)
+    result = RUNNERS[args.only](x, args.repeats, args.threads)
+    result.setdefault("threads", {}).update(blas_threads())
     result.update(contender=args.only, n_rows=len(x), best_s=min(result["epoch_s"]),
                   peak_rss_mb=peak_rss_mb(), vm_hwm_mb=vm_hwm_mb())
     line = (f"{args.only}: best {result['best_s']:.3f} s/epoch of "
@@ -445,13 +500,15 @@ def fmt(value, spec):
 def run_all(args):
     load_before = os.getloadavg()
     cpus = os.cpu_count()
-    print(f"CPUs: {cpus}; load average before: {load_before[0]:.2f} (1 min); parent peak RSS "
+    print(f"CPUs: {cpus}; threads: {args.threads or 'library defaults'}; "
+          f"load average before: {load_before[0]:.2f} (1 min); parent peak RSS "
           f"{peak_rss_mb():.0f} MB (a floor under the children's ru_maxrss)", flush=True)
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench_rbm_") as tmp:
         tmp = Path(tmp)
         print("loading MNIST and measuring the matmul rate ...", flush=True)
-        setup_args = ["--setup", str(tmp)]
+        threads = ["--threads", str(args.threads)] if args.threads else []
+        setup_args = ["--setup", str(tmp), *threads]
         if args.n_rows:
             setup_args += ["--n-rows", str(args.n_rows)]
         setup = run_child("setup", setup_args, tmp / "setup.json")
@@ -476,7 +533,8 @@ def run_all(args):
             print(f"running {name} ...", flush=True)
             out = tmp / f"{name}.json"
             results[name] = run_child(name, ["--only", name, "--data", str(tmp / "mnist_rows.npy"),
-                                             "--repeats", str(args.repeats), "--json", str(out)],
+                                             "--repeats", str(args.repeats), "--json", str(out),
+                                             *threads],
                                       out)
     load_after = os.getloadavg()
 
@@ -520,7 +578,8 @@ def run_all(args):
                    "batches_per_epoch": batches, "batch_size": BATCH_SIZE,
                    "n_visible": N_VISIBLE, "n_hidden": N_HIDDEN, "k": 1,
                    "learning_rate": LEARNING_RATE, "momentum": MOMENTUM,
-                   "repeats": args.repeats, "warmup_rows": WARMUP_ROWS},
+                   "repeats": args.repeats, "warmup_rows": WARMUP_ROWS,
+                   "threads": args.threads},
         "machine": {"cpu_count": cpus, "loadavg_before": load_before,
                     "loadavg_after": load_after, "python": sys.version.split()[0]},
         "matmul": {"flop_per_product": MATMUL_FLOP, "gflops": rates,

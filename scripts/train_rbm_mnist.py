@@ -3,7 +3,8 @@
     python scripts/train_rbm_mnist.py --n-hidden 500 --epochs 100 --out runs/rbm500
 
 Training data: the 60,000 MNIST training images, binarised afresh each epoch
-(each pixel on with probability equal to its intensity). The learning rate decays
+(each pixel on with probability equal to its intensity), or their grey levels
+(``--data grey``, used for the feature-extraction RBM). The learning rate decays
 linearly to zero over the run; momentum goes from 0.5 to 0.9 after 5 epochs.
 Checkpoints (``model.keras``) are written each epoch; ``--resume`` continues one.
 """
@@ -33,18 +34,23 @@ def parse_args(argv=None):
     p.add_argument("--final-lr", type=float, default=0.0)
     p.add_argument("--l2", type=float, default=1e-4)
     p.add_argument("--n-train", type=int, default=60000)
+    p.add_argument("--data", choices=["binarised", "grey"], default="binarised",
+                   help="binarise each epoch afresh, or train on the grey levels")
+    p.add_argument("--sparsity-cost", type=float, default=0.0)
+    p.add_argument("--sparsity-target", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/rbm_mnist"))
     p.add_argument("--resume", action="store_true")
     return p.parse_args(argv)
 
 
-def binarised(x, batch_size, seed):
-    """A dataset that binarises each image afresh each epoch."""
-    def binarise(batch):
+def dataset(x, batch_size, seed, binarise=True):
+    """Shuffled batches; with `binarise`, each image is binarised afresh each epoch."""
+    def binarise_batch(batch):
         return tf.cast(tf.random.uniform(tf.shape(batch), seed=seed) < batch, tf.float32)
-    return (tf.data.Dataset.from_tensor_slices(x).shuffle(len(x), seed=seed)
-            .batch(batch_size, drop_remainder=True).map(binarise).prefetch(2))
+    ds = (tf.data.Dataset.from_tensor_slices(x).shuffle(len(x), seed=seed)
+          .batch(batch_size, drop_remainder=True))
+    return (ds.map(binarise_batch) if binarise else ds).prefetch(2)
 
 
 def main(argv=None):
@@ -61,9 +67,11 @@ def main(argv=None):
     else:
         rbm = tb.RBM(784, args.n_hidden, learning=args.learning, k=args.k,
                      n_chains=args.n_chains, sample_visible=args.learning == "pcd",
-                     l2=args.l2, seed=args.seed)
+                     l2=args.l2, sparsity_cost=args.sparsity_cost,
+                     sparsity_target=args.sparsity_target, seed=args.seed)
         rbm.compile(optimizer=keras.optimizers.SGD(args.lr, momentum=0.5))
-        rbm.init_from_data((x > np.random.default_rng(args.seed).random(x.shape)).astype("f4"))
+        rbm.init_from_data(x if args.data == "grey" else
+                           (x > np.random.default_rng(args.seed).random(x.shape)).astype("f4"))
         done = 0
 
     def lr(epoch):
@@ -77,7 +85,7 @@ def main(argv=None):
             (args.out / "state.json").write_text(json.dumps({"epochs_done": epoch + 1}))
 
     t0 = time.time()
-    rbm.fit(binarised(x, args.batch_size, args.seed), epochs=args.epochs, initial_epoch=done,
+    rbm.fit(dataset(x, args.batch_size, args.seed, args.data == "binarised"), epochs=args.epochs, initial_epoch=done,
             validation_data=x_val[:2000], verbose=2,
             callbacks=[keras.callbacks.LearningRateScheduler(lr),
                        tb.callbacks.MomentumScheduler(lambda e: 0.5 if e < 5 else 0.9),

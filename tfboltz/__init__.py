@@ -6,4 +6,6 @@ from tfboltz.rbm import RBM
 
 __version__ = "0.1.0"
 
-__all__ = ["RBM", "TrainingDivergedError", "ais", "callbacks", "data", "units", "viz", "__version__"]
+__all__ = [
+    "RBM", "TrainingDivergedError", "ais", "callbacks", "data", "units", "viz", "__version__",
+]
