@@ -85,8 +85,8 @@ def main(argv=None):
             (args.out / "state.json").write_text(json.dumps({"epochs_done": epoch + 1}))
 
     t0 = time.time()
-    rbm.fit(dataset(x, args.batch_size, args.seed, args.data == "binarised"), epochs=args.epochs, initial_epoch=done,
-            validation_data=x_val[:2000], verbose=2,
+    rbm.fit(dataset(x, args.batch_size, args.seed, args.data == "binarised"),
+            epochs=args.epochs, initial_epoch=done, validation_data=x_val[:2000], verbose=2,
             callbacks=[keras.callbacks.LearningRateScheduler(lr),
                        tb.callbacks.MomentumScheduler(lambda e: 0.5 if e < 5 else 0.9),
                        keras.callbacks.CSVLogger(args.out / "log.csv", append=done > 0),
