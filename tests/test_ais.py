@@ -114,3 +114,14 @@ def test_beta_schedule_follows_salakhutdinov_murray():
     assert betas[0] == 0 and betas[-1] == 1 and len(betas) == 14501
     assert np.all(np.diff(betas) > 0)
     assert np.sum(betas < 0.5) == 500 and np.sum((betas >= 0.5) & (betas < 0.9)) == 4000
+
+
+def test_estimate_from_log_weights_matches_numpy():
+    lw = np.array([10.0, 11.0, 9.5, 10.2])
+    est = tb.ais.LogPartitionEstimate.from_log_weights(lw, 2.0, 100, "uniform")
+    w = np.exp(lw)
+    se = w.std(ddof=1) / 2
+    assert abs(est.log_z - (2.0 + np.log(w.mean()))) < 1e-9
+    assert abs(est.log_z_high - (2.0 + np.log(w.mean() + 3 * se))) < 1e-9
+    assert est.log_z_low == -np.inf or est.log_z_low < est.log_z
+    assert float(est) == est.log_z and "interval" in repr(est)

@@ -57,6 +57,8 @@ class LogPartitionEstimate:
 
     @classmethod
     def from_log_weights(cls, log_weights, log_z_base, n_betas, proposal):
+        import tensorflow_probability as tfp
+
         lw = np.asarray(log_weights, np.float64)
         top = lw.max()
         w = np.exp(lw - top)
@@ -64,7 +66,7 @@ class LogPartitionEstimate:
         se = w.std(ddof=1) / math.sqrt(len(w)) if len(w) > 1 else 0.0
         low = math.log(mean - 3 * se) if mean - 3 * se > 0 else -math.inf
         return cls(
-            log_z=float(log_z_base + top + math.log(mean)),
+            log_z=float(log_z_base + tfp.math.reduce_logmeanexp(lw).numpy()),
             log_z_low=float(log_z_base + top + low),
             log_z_high=float(log_z_base + top + math.log(mean + 3 * se)),
             log_z_base=float(log_z_base), log_weights=lw, n_betas=int(n_betas),
