@@ -204,7 +204,7 @@ def _best_seconds(run, calls, trials):
     return best
 
 
-def numpy_matmul_rate(calls=50, trials=7):
+def numpy_matmul_rate(calls=10, trials=30):
     """GFLOP/s of numpy's float32 (100, 784) @ (784, 1024) product."""
     rng = np.random.default_rng(0)
     a = rng.random((BATCH_SIZE, N_VISIBLE), dtype=np.float32)
@@ -213,7 +213,7 @@ def numpy_matmul_rate(calls=50, trials=7):
     return MATMUL_FLOP / _best_seconds(lambda: np.matmul(a, b, out=out), calls, trials) / 1e9
 
 
-def numpy_cd_products_rate(calls=20, trials=7):
+def numpy_cd_products_rate(calls=4, trials=30):
     """GFLOP/s of the five products of one CD-1 batch with their real shapes and
     transpositions (``v W``, ``h W^T``, ``v W``, ``v^T h``, ``v^T h``), in numpy."""
     rng = np.random.default_rng(0)
@@ -233,7 +233,7 @@ def numpy_cd_products_rate(calls=20, trials=7):
     return MATMULS_PER_BATCH * MATMUL_FLOP / _best_seconds(five, calls, trials) / 1e9
 
 
-def tf_matmul_rate(threads=None, calls=50, trials=7):
+def tf_matmul_rate(threads=None, calls=10, trials=30):
     """GFLOP/s of TensorFlow's float32 (100, 784) @ (784, 1024) product (eager)."""
     import tensorflow as tf
 

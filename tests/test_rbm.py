@@ -297,3 +297,15 @@ def test_overflowing_update_is_reverted():
         rbm.fit(x, batch_size=20, epochs=1, verbose=0, shuffle=False)
     np.testing.assert_array_equal(rbm.kernel.numpy(), before[[w.path for w in rbm.weights]
                                                              .index(rbm.kernel.path)])
+
+
+def test_pseudo_log_likelihood_is_unbiased():
+    rbm = tb.RBM(6, 4, weight_init_std=1.0, seed=0)
+    v = np.array([[1, 0, 1, 1, 0, 0]], "float32")
+    flips = np.abs(np.eye(6, dtype="float32") - v)  # v with bit i flipped, row i
+    f_v, f_flip = rbm.free_energy(v)[0], rbm.free_energy(flips)
+    exact = np.sum(np.log(1 / (1 + np.exp(-(f_flip - f_v)))))
+    est = rbm.pseudo_log_likelihood(np.repeat(v, 20000, 0), seed=0)
+    assert abs(est.mean() - exact) < 4 * est.std() / np.sqrt(len(est)), (est.mean(), exact)
+    with pytest.raises(ValueError, match="Expected Bernoulli visible"):
+        tb.RBM(6, 4, visible="gaussian").pseudo_log_likelihood(v)

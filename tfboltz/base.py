@@ -12,6 +12,10 @@ from tfboltz import validation
 MONITOR_ROWS = 1000
 
 
+#: Bound on ``learning_rate * sum|gradient|`` for a step to be applied.
+MAX_UPDATE = 1e30
+
+
 class TrainingDivergedError(FloatingPointError):
     """Raised by `fit` when the statistics or the update stop being finite."""
 
@@ -177,9 +181,11 @@ class EnergyModel(keras.Model):
         if isinstance(x, np.ndarray) and kwargs.get("shuffle", True) and self.seed is not None:
             # Keras shuffles arrays from the global random state; a seeded model
             # shuffles from its own seed so that the same seed gives the same weights.
-            x = (tf.data.Dataset.from_tensor_slices(x)
+            # Shuffling row indices and gathering batches avoids buffering the rows.
+            rows = tf.constant(x)
+            x = (tf.data.Dataset.range(len(x))
                  .shuffle(len(x), seed=self.seed, reshuffle_each_iteration=True)
-                 .batch(batch_size or 32).prefetch(2))
+                 .batch(batch_size or 32).map(lambda i: tf.gather(rows, i)).prefetch(2))
             batch_size, kwargs["shuffle"] = None, False
         callbacks = [DivergenceGuard(), *self._epoch_callbacks(monitor, val_rows),
                      *(callbacks or [])]
@@ -199,37 +205,32 @@ class EnergyModel(keras.Model):
     # The guarded update ----------------------------------------------------------
 
     def _apply_if_finite(self, grads, variables, statistics, after_update):
-        """Apply `grads` only if they, `statistics` and the updated weights are finite.
+        """Apply `grads` only if they and `statistics` are finite and bounded.
 
-        `after_update()` runs after a good update (max-norm, chain and running-average
-        updates). Otherwise the weights keep their values from before the step and
-        `diverged_at` records the step, for `DivergenceGuard` to report.
+        A sum of absolute values is one pass over each tensor and is not finite when
+        any entry is NaN or inf. Requiring ``learning_rate * sum|g| < 1e30`` as well
+        keeps every update of the usual optimizers (SGD with momentum, Adam, RMSprop)
+        far from float32 overflow, so a refused step is the only way weights could go
+        bad and no copy of the weights is needed. `after_update()` runs after a good
+        update (max-norm, chains, running averages); otherwise nothing changes and
+        `diverged_at` records the step for `DivergenceGuard` to report.
         """
         ok = self.diverged_at < 0
-        for t in [*grads, *statistics]:
-            ok = tf.logical_and(ok, tf.reduce_all(tf.math.is_finite(t)))
+        for t in statistics:
+            ok = tf.logical_and(ok, tf.math.is_finite(tf.reduce_sum(t)))
+        lr = tf.cast(self.optimizer.learning_rate, "float32")
+        for g in grads:
+            total = tf.reduce_sum(tf.abs(g))
+            ok = tf.logical_and(ok, tf.math.is_finite(total))
+            ok = tf.logical_and(ok, lr * total < MAX_UPDATE)
 
-        def flag():
+        def good():
+            self.optimizer.apply_gradients(zip(grads, variables))
+            after_update()
+            return tf.constant(True)
+
+        def bad():
             self.diverged_at.assign(tf.cast(self.optimizer.iterations, "int64"))
             return tf.constant(False)
 
-        def good():
-            # Reads are ordered before the optimizer's assignments, so `before` holds
-            # the last good values (a copy is made only where a variable changes).
-            before = [tf.identity(v) for v in variables]
-            self.optimizer.apply_gradients(zip(grads, variables))
-            finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables])
-
-            def keep():
-                after_update()
-                return tf.constant(True)
-
-            def revert():
-                for v, old in zip(variables, before):
-                    v.assign(old)
-                self.optimizer.iterations.assign_sub(1)
-                return flag()
-
-            return tf.cond(finite, keep, revert)
-
-        return tf.cond(ok, good, flag)
+        return tf.cond(ok, good, bad)
