@@ -337,10 +337,17 @@ class RBM(EnergyModel):
         h_neg = self.hidden_layer.mean(a_neg)
 
         grad_w, unit_grads = self._statistic_grads(v0, h0, v_neg, h_neg)
+        # |dW_ij| is at most this, from the small statistics alone (see _apply_if_finite).
+        bound = tf.add_n([tf.reduce_max(tf.abs(layer.scale(t)))
+                          * tf.reduce_max(tf.abs(self.hidden_layer.scale(h)))
+                          for layer, t, h in ((self.visible_layer, v0, h0),
+                                              (self.visible_layer, v_neg, h_neg))])
         if self.l2:
             grad_w += self.l2 * self.kernel
+            bound += self.l2 * tf.reduce_max(tf.abs(self.kernel))
         if self.l1:
             grad_w += self.l1 * tf.sign(self.kernel)
+            bound += self.l1
         activity = self.hidden_activity
         if self.sparsity_cost:
             activity = (self.sparsity_damping * self.hidden_activity
@@ -348,6 +355,8 @@ class RBM(EnergyModel):
             penalty = self.sparsity_cost * (activity - self.sparsity_target)
             unit_grads[id(self.hidden_layer.bias)] += penalty
             grad_w += tf.reduce_mean(self.visible_layer.scale(v0), 0)[:, None] * penalty[None, :]
+            bound += tf.reduce_max(tf.abs(self.visible_layer.scale(v0))) * tf.reduce_max(
+                tf.abs(penalty))
         unit_grads[id(self.kernel)] = grad_w
         variables = self.trainable_variables
         grads = [unit_grads[id(v)] for v in variables]
@@ -361,7 +370,8 @@ class RBM(EnergyModel):
             if self.learning == "pcd":
                 self.persistent_chains.assign(v_neg)
 
-        self._apply_if_finite(grads, variables, [h0, h_neg, v_neg], after_update)
+        self._apply_if_finite(grads, variables, [h0, h_neg, v_neg], after_update,
+                              grad_bounds={id(self.kernel): bound * self.n_visible * self.n_hidden})
         self.reconstruction_tracker.update_state(tf.reduce_mean(tf.square(v0 - recon), -1))
         return {"reconstruction_error": self.reconstruction_tracker.result()}
 
