@@ -27,7 +27,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model")
-    p.add_argument("--cs", type=float, nargs="+", default=[0.05, 0.5])
+    p.add_argument("--cs", type=float, nargs="+", default=[0.005, 0.01, 0.02, 0.05])
     p.add_argument("--max-iter", type=int, default=500)
     p.add_argument("--json")
     args = p.parse_args(argv)

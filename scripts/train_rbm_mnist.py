@@ -26,7 +26,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-hidden", type=int, default=500)
     p.add_argument("--learning", choices=["cd", "pcd"], default="pcd")
-    p.add_argument("--k", type=int, default=1)
+    p.add_argument("--k", type=int, default=None,
+                   help="Gibbs steps per update (default 1; on --resume, the saved k)")
     p.add_argument("--n-chains", type=int, default=100)
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=100)
@@ -64,8 +65,10 @@ def main(argv=None):
     if args.resume and ckpt.exists():
         rbm = keras.saving.load_model(ckpt)
         done = int(json.loads((args.out / "state.json").read_text())["epochs_done"])
+        if args.k is not None:
+            rbm.k.assign(args.k)
     else:
-        rbm = tb.RBM(784, args.n_hidden, learning=args.learning, k=args.k,
+        rbm = tb.RBM(784, args.n_hidden, learning=args.learning, k=args.k or 1,
                      n_chains=args.n_chains, sample_visible=args.learning == "pcd",
                      l2=args.l2, sparsity_cost=args.sparsity_cost,
                      sparsity_target=args.sparsity_target, seed=args.seed)

@@ -187,6 +187,9 @@ class EnergyModel(keras.Model):
             x = (tf.data.Dataset.range(len(x))
                  .shuffle(len(x), seed=self.seed, reshuffle_each_iteration=True)
                  .batch(batch_size or 32).map(lambda i: tf.gather(rows, i)).prefetch(2))
+            options = tf.data.Options()
+            options.threading.private_threadpool_size = 1
+            x = x.with_options(options)
             batch_size, kwargs["shuffle"] = None, False
         callbacks = [DivergenceGuard(), *self._epoch_callbacks(monitor, val_rows),
                      *(callbacks or [])]
