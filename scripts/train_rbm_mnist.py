@@ -42,6 +42,10 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/rbm_mnist"))
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--ema", type=float, default=None,
+                   help="keep an exponential moving average of the weights with this "
+                        "momentum (Keras's use_ema) and end with the averaged weights; on "
+                        "--resume this recompiles, starting a fresh optimizer state")
     return p.parse_args(argv)
 
 
@@ -67,12 +71,16 @@ def main(argv=None):
         done = int(json.loads((args.out / "state.json").read_text())["epochs_done"])
         if args.k is not None:
             rbm.k.assign(args.k)
+        if args.ema is not None:
+            rbm.compile(optimizer=keras.optimizers.SGD(args.lr, momentum=0.9, use_ema=True,
+                                                       ema_momentum=args.ema))
     else:
         rbm = tb.RBM(784, args.n_hidden, learning=args.learning, k=args.k or 1,
                      n_chains=args.n_chains, sample_visible=args.learning == "pcd",
                      l2=args.l2, sparsity_cost=args.sparsity_cost,
                      sparsity_target=args.sparsity_target, seed=args.seed)
-        rbm.compile(optimizer=keras.optimizers.SGD(args.lr, momentum=0.5))
+        rbm.compile(optimizer=keras.optimizers.SGD(
+            args.lr, momentum=0.5, use_ema=args.ema is not None, ema_momentum=args.ema or 0.99))
         rbm.init_from_data(x if args.data == "grey" else
                            (x > np.random.default_rng(args.seed).random(x.shape)).astype("f4"))
         done = 0
@@ -80,12 +88,16 @@ def main(argv=None):
     def lr(epoch):
         return args.lr + (args.final_lr - args.lr) * epoch / args.epochs
 
+    def save(model, epochs_done):
+        """Write the checkpoint under a temporary name, then rename it into place."""
+        tmp = args.out / "model.tmp.keras"
+        model.save(tmp)
+        tmp.replace(ckpt)
+        (args.out / "state.json").write_text(json.dumps({"epochs_done": epochs_done}))
+
     class Save(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            tmp = args.out / "model.tmp.keras"
-            self.model.save(tmp)
-            tmp.replace(ckpt)
-            (args.out / "state.json").write_text(json.dumps({"epochs_done": epoch + 1}))
+            save(self.model, epoch + 1)
 
     t0 = time.time()
     rbm.fit(dataset(x, args.batch_size, args.seed, args.data == "binarised"),
@@ -95,6 +107,7 @@ def main(argv=None):
                        keras.callbacks.CSVLogger(args.out / "log.csv", append=done > 0),
                        Save()])
     print(f"trained {args.epochs - done} epochs in {time.time() - t0:.0f} s")
+    save(rbm, args.epochs)  # again: `fit` ends by swapping in the averaged weights (--ema)
     rbm.save_weights(args.out / "rbm.weights.h5")
 
 
