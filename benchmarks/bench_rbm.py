@@ -287,7 +287,25 @@ def run_tfboltz(x, repeats, threads=None):
     start = time.perf_counter()
     history = model.fit(x, batch_size=BATCH_SIZE, epochs=repeats, verbose=0, callbacks=[timer])
     fit_s = time.perf_counter() - start
+
+    # The same train step in a bare graph loop over pre-batched rows: what `fit`'s own
+    # machinery (input pipeline, step dispatch, callbacks) adds is the difference.
+    n = len(x) // BATCH_SIZE
+    batches = tf.constant(x[:n * BATCH_SIZE].reshape(n, BATCH_SIZE, N_VISIBLE))
+
+    @tf.function
+    def step_loop():
+        for i in tf.range(n):
+            model.train_step(batches[i])
+
+    step_loop()
+    step_s = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step_loop()
+        step_s.append(time.perf_counter() - start)
     return {
+        "train_step_loop_s": step_s,
         "epoch_s": timer.seconds,
         "warmup_fit_s": warmup_s,
         "fit_overhead_s": fit_s - sum(timer.seconds),
@@ -568,6 +586,10 @@ def run_all(args):
         print(f"tfboltz: warm-up fit ({WARMUP_ROWS} rows, tracing) {r['warmup_fit_s']:.2f} s; "
               f"fit overhead outside the timed epochs {r['fit_overhead_s']:.2f} s; "
               f"steps_per_execution {r['steps_per_execution']}")
+        loop = min(r["train_step_loop_s"])
+        print(f"tfboltz train_step alone, bare graph loop over pre-batched rows: {loop:.3f} "
+              f"s/epoch ({fmt(ratio(loop, best['numpy']), '.2f')} x numpy); the rest of the "
+              "fit epoch is Keras's input pipeline, step dispatch and callbacks")
     print(f"load average after: {load_after[0]:.2f} (1 min)")
     if max(load_before[0], load_after[0]) > BUSY_LOAD:
         print(f"WARNING: the machine was not idle (load average above {BUSY_LOAD}); "
