@@ -11,7 +11,6 @@ from tfboltz import validation
 #: per-epoch free-energy gap.
 MONITOR_ROWS = 1000
 
-
 #: Bound on ``learning_rate * sum|gradient|`` for a step to be applied.
 MAX_UPDATE = 1e30
 
@@ -44,7 +43,7 @@ class DivergenceGuard(keras.callbacks.Callback):
     """Stops `fit` with a `TrainingDivergedError` when a step was refused.
 
     The model's train step skips any update whose statistics or gradients are not
-    finite and records the optimizer iteration in `model.diverged_at`; the weights
+    finite (or too large to apply safely) and records the optimizer iteration in `model.diverged_at`; the weights
     therefore stay at the last good step.
     """
 
@@ -59,8 +58,8 @@ class DivergenceGuard(keras.callbacks.Callback):
             self.model.stop_training = True
             raise TrainingDivergedError(
                 f"Training diverged at epoch {self._epoch + 1}, step {at - self._start + 1}: "
-                "the statistics or the weight update were not finite (NaN or inf). The "
-                "update was not applied; the model keeps the weights of the last good step. "
+                "the statistics or the gradient were not finite (NaN or inf) or too "
+                "large for a safe update. The update was not applied; the model keeps the weights of the last good step. "
                 "Check the data for NaN/inf, or lower the learning rate."
             )
 
