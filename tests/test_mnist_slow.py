@@ -1,7 +1,6 @@
 """Minutes-long checks on real MNIST (``make test-slow``)."""
 
 import keras
-import numpy as np
 import pytest
 
 import tfboltz as tb
