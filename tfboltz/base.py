@@ -43,8 +43,8 @@ class DivergenceGuard(keras.callbacks.Callback):
     """Stops `fit` with a `TrainingDivergedError` when a step was refused.
 
     The model's train step skips any update whose statistics or gradients are not
-    finite (or too large to apply safely) and records the optimizer iteration in `model.diverged_at`; the weights
-    therefore stay at the last good step.
+    finite (or too large to apply safely) and records the optimizer iteration in
+    `model.diverged_at`; the weights therefore stay at the last good step.
     """
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -59,8 +59,9 @@ class DivergenceGuard(keras.callbacks.Callback):
             raise TrainingDivergedError(
                 f"Training diverged at epoch {self._epoch + 1}, step {at - self._start + 1}: "
                 "the statistics or the gradient were not finite (NaN or inf) or too "
-                "large for a safe update. The update was not applied; the model keeps the weights of the last good step. "
-                "Check the data for NaN/inf, or lower the learning rate."
+                "large for a safe update. The update was not applied; the model keeps the "
+                "weights of the last good step. Check the data for NaN/inf, or lower the "
+                "learning rate."
             )
 
 
