@@ -195,14 +195,51 @@ def log_partition(model, n_chains=100, n_betas=10000, seed=0, proposal="base_rat
     return LogPartitionEstimate.from_log_weights(log_w.numpy(), log_z_base, n_betas, proposal)
 
 
+def _exact_log_partition_dbm(model, chunk=65536):
+    """Sum over every joint state of the odd layers; the even layers (the visible one
+    included) are conditionally independent given them and are summed out exactly."""
+    layers = model.unit_layers
+    odd = list(range(1, len(layers), 2))
+    per_layer = [layers[i].states().astype("float64") for i in odd]
+    total = int(np.prod([len(s) for s in per_layer]))
+    if total > 2**22:
+        raise ValueError(f"Expected at most 2**22 joint states of the odd layers to enumerate. "
+                         f"Received: {total}")
+    grids = np.meshgrid(*[np.arange(len(s)) for s in per_layer], indexing="ij")
+    index = [g.ravel() for g in grids]
+    kernels = [tf.cast(w, tf.float64) for w in model.kernels]
+    terms = []
+    for lo in range(0, total, chunk):
+        states = [None] * len(layers)
+        for j, i in enumerate(odd):
+            states[i] = tf.constant(per_layer[j][index[j][lo:lo + chunk]])
+        term = -tf.add_n([layers[i].energy(states[i]) for i in odd])
+        for i in range(0, len(layers), 2):
+            a = 0.0
+            if i > 0:
+                a = tf.matmul(layers[i - 1].scale(states[i - 1]), kernels[i - 1])
+            if i < len(layers) - 1:
+                a += tf.matmul(layers[i + 1].scale(states[i + 1]), kernels[i], transpose_b=True)
+            term += layers[i].log_partition(a)
+        terms.append(term)
+    return float(tf.reduce_logsumexp(tf.concat(terms, 0)).numpy())
+
+
 def exact_log_partition(model, side=None, chunk=65536):
     """log Z by summing over every state of one layer (tiny models only), in float64.
 
+    For a DBM the sum runs over the joint states of the odd layers, the even ones
+    summed out analytically.
+
     Args:
-        model: an RBM whose summed-over layer is Bernoulli or softmax.
-        side: "visible" or "hidden"; default the smaller enumerable side.
+        model: an RBM whose summed-over layer is Bernoulli or softmax, or a DBM.
+        side: "visible" or "hidden" (RBMs); default the smaller enumerable side.
         chunk: states per batch.
     """
+    from tfboltz.dbm import DBM
+
+    if isinstance(model, DBM):
+        return _exact_log_partition_dbm(model, chunk)
     _check_rbm(model, "exact enumeration")
     vis, hid = model.visible_layer, model.hidden_layer
     if side is None:

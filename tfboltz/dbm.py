@@ -1,0 +1,280 @@
+"""Deep Boltzmann machines: mean-field positive phase, PCD negative phase."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfboltz import units as units_lib
+from tfboltz import validation
+from tfboltz.base import EnergyModel
+
+VISIBLE_TYPES = (units_lib.BernoulliUnits, units_lib.GaussianUnits)
+TOP_TYPES = (units_lib.BernoulliUnits, units_lib.SoftmaxUnits)
+
+
+@keras.saving.register_keras_serializable(package="tfboltz")
+class DBM(EnergyModel):
+    """A deep Boltzmann machine (Salakhutdinov & Hinton 2009) of any depth.
+
+    Layers ``x_0 = v, x_1, ..., x_L`` with undirected weights between neighbours and
+    none within a layer::
+
+        E(x) = sum_l E_l(x_l) - sum_{l=1..L} scale(x_{l-1}) . W_l . scale(x_l)
+
+    with the layers' own terms as in `RBM` (``-b . x`` for binary and softmax layers,
+    ``(v - b)^2 / (2 sigma^2)`` for Gaussian visibles). Learning: the positive
+    statistics come from a mean-field posterior of the hidden layers given the data,
+    the negative statistics from persistent Gibbs chains over all layers (odd layers
+    sampled given the even ones, then even given odd).
+
+    Args:
+        layer_sizes: ``[n_visible, n_hidden_1, ..., n_hidden_L]``, at least two
+            hidden layers.
+        visible: "bernoulli" or "gaussian" (or a units layer of those types).
+        top: "bernoulli" or "softmax" (or a units layer) for the top hidden layer.
+        n_chains: persistent fantasy particles.
+        k: Gibbs sweeps of the particles per update.
+        n_mean_field: mean-field iterations per batch (at most).
+        mean_field_tol: stop the iterations once no mean moves more than this.
+        l2: L2 weight decay on every ``W_l``.
+        max_norm: bound on the L2 norm of each unit's incoming weights.
+        weight_init_std: standard deviation of the initial weights.
+        seed: int seed.
+    """
+
+    def __init__(self, layer_sizes, visible="bernoulli", top="bernoulli", n_chains=100, k=1,
+                 n_mean_field=10, mean_field_tol=1e-5, l2=0.0, max_norm=None,
+                 weight_init_std=0.01, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(layer_sizes, (list, tuple)) or len(layer_sizes) < 3:
+            raise ValueError(
+                "Expected `layer_sizes` to list the visible size and at least two hidden "
+                f"layer sizes. Received: layer_sizes={layer_sizes!r}")
+        self.layer_sizes = [validation.positive_int("layer_sizes", n) for n in layer_sizes]
+        self.n_visible = self.layer_sizes[0]
+        self.n_chains = validation.positive_int("n_chains", n_chains)
+        self.k = validation.positive_int("k", k)
+        self.n_mean_field = validation.positive_int("n_mean_field", n_mean_field)
+        self.mean_field_tol = validation.non_negative_float("mean_field_tol", mean_field_tol)
+        self.l2 = validation.non_negative_float("l2", l2)
+        self.max_norm = None if max_norm is None else validation.non_negative_float(
+            "max_norm", max_norm)
+        self.weight_init_std = validation.non_negative_float("weight_init_std", weight_init_std)
+        self.seed = seed
+        n = len(self.layer_sizes)
+        layers = [units_lib.get(visible, self.layer_sizes[0], seed, name="layer_0")]
+        layers += [units_lib.get("bernoulli", size, seed, name=f"layer_{i}")
+                   for i, size in enumerate(self.layer_sizes[1:-1], start=1)]
+        layers.append(units_lib.get(top, self.layer_sizes[-1], seed, name=f"layer_{n - 1}"))
+        for layer, allowed, role in ((layers[0], VISIBLE_TYPES, "visible"),
+                                     (layers[-1], TOP_TYPES, "top")):
+            if not isinstance(layer, allowed):
+                raise ValueError(
+                    f"Expected {role} units of type "
+                    f"{' or '.join(t.__name__ for t in allowed)}; supported DBMs are "
+                    "Bernoulli or Gaussian visible, Bernoulli hidden, Bernoulli or softmax "
+                    f"top. Received: {type(layer).__name__}")
+        self.unit_layers = layers
+        self.seed_generator = keras.random.SeedGenerator(seed, name="dbm_seed_generator")
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_error")
+        self.mean_field_steps_tracker = keras.metrics.Mean(name="mean_field_steps")
+        self.build((None, self.n_visible))
+
+    @property
+    def visible_layer(self):
+        return self.unit_layers[0]
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        for layer, size in zip(self.unit_layers, self.layer_sizes):
+            if not layer.built:
+                layer.build((None, size))
+        init = keras.initializers.RandomNormal(stddev=self.weight_init_std, seed=self.seed)
+        self.kernels = [self.add_weight(shape=(a, b), initializer=init, name=f"kernel_{i + 1}")
+                        for i, (a, b) in enumerate(zip(self.layer_sizes, self.layer_sizes[1:]))]
+        self.particles = [self.add_weight(shape=(self.n_chains, size), initializer="zeros",
+                                          trainable=False, name=f"particles_{i}")
+                          for i, size in enumerate(self.layer_sizes)]
+        self._make_state()
+        self.built = True
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "layer_sizes": self.layer_sizes,
+            "visible": keras.saving.serialize_keras_object(self.unit_layers[0]),
+            "top": keras.saving.serialize_keras_object(self.unit_layers[-1]),
+            "n_chains": self.n_chains, "k": self.k, "n_mean_field": self.n_mean_field,
+            "mean_field_tol": self.mean_field_tol, "l2": self.l2, "max_norm": self.max_norm,
+            "weight_init_std": self.weight_init_std, "seed": self.seed,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    @property
+    def metrics(self):
+        return [self.reconstruction_tracker, self.mean_field_steps_tracker]
+
+    # Conditionals ------------------------------------------------------------------
+
+    def layer_input(self, states, i):
+        """Input to layer `i` from its neighbours' `states` (a full list of layers)."""
+        layer_total = 0.0
+        if i > 0:
+            below = self.unit_layers[i - 1].scale(states[i - 1])
+            layer_total = tf.matmul(below, self.kernels[i - 1])
+        if i < len(self.unit_layers) - 1:
+            above = self.unit_layers[i + 1].scale(states[i + 1])
+            layer_total += tf.matmul(above, self.kernels[i], transpose_b=True)
+        return layer_total
+
+    def energy(self, states):
+        """Per-example energy of a full list of layer states."""
+        e = tf.add_n([layer.energy(x) for layer, x in zip(self.unit_layers, states)])
+        for i, w in enumerate(self.kernels):
+            lower = self.unit_layers[i].scale(states[i])
+            upper = self.unit_layers[i + 1].scale(states[i + 1])
+            e -= tf.reduce_sum(tf.matmul(lower, w) * upper, axis=-1)
+        return e
+
+    def _initial_means(self, v):
+        """Bottom-up pass; layers below the top get doubled input, standing in for the
+        missing top-down input (Salakhutdinov & Hinton 2009)."""
+        means = [v]
+        last = len(self.unit_layers) - 1
+        for i in range(1, last + 1):
+            a = tf.matmul(self.unit_layers[i - 1].scale(means[-1]), self.kernels[i - 1])
+            means.append(self.unit_layers[i].mean(a if i == last else 2.0 * a))
+        return means
+
+    def _mean_field(self, v, n_iter, tol):
+        """Fixed-point iterations of the hidden means given `v`.
+
+        Returns the means of every layer (``[v, mu_1, ..., mu_L]``) and the number of
+        iterations run.
+        """
+        means = self._initial_means(v)
+        n_layers = len(self.unit_layers)
+
+        def body(it, _, *hidden):
+            states = [v, *hidden]
+            delta = 0.0
+            for i in range(1, n_layers):
+                new = self.unit_layers[i].mean(self.layer_input(states, i))
+                delta = tf.maximum(delta, tf.reduce_max(tf.abs(new - states[i])))
+                states[i] = new
+            return (it + 1, delta, *states[1:])
+
+        out = tf.while_loop(lambda it, delta, *_: tf.logical_and(it < n_iter, delta > tol),
+                            body, (tf.constant(0), tf.constant(np.inf, v.dtype), *means[1:]))
+        return [v, *out[2:]], out[0]
+
+    def mean_field(self, x, n_iter=None, tol=None, batch_size=1000):
+        """Mean-field posterior means of each layer given visible rows (numpy list).
+
+        Args:
+            x: visible rows.
+            n_iter: iterations at most (default `n_mean_field`).
+            tol: stop once no mean moves more than this (default `mean_field_tol`).
+        """
+        x = self.check_data(x)
+        n_iter = self.n_mean_field if n_iter is None else validation.positive_int(
+            "n_iter", n_iter)
+        tol = self.mean_field_tol if tol is None else validation.non_negative_float("tol", tol)
+        parts = [self._mean_field_fn(x[i:i + batch_size], tf.constant(n_iter),
+                                     tf.constant(tol, tf.float32))
+                 for i in range(0, len(x), batch_size)]
+        return [np.concatenate([p[j].numpy() for p in parts]) for j in range(len(self.kernels) + 1)]
+
+    @tf.function(reduce_retracing=True)
+    def _mean_field_fn(self, v, n_iter, tol):
+        return self._mean_field(v, n_iter, tol)[0]
+
+    def call(self, inputs):
+        """Top-layer mean-field means of visible rows."""
+        return self._mean_field(tf.convert_to_tensor(inputs), self.n_mean_field,
+                                self.mean_field_tol)[0][-1]
+
+    def _gibbs_sweep(self, states, seed, clamp=None, clamp_values=None):
+        """Sample the odd layers given the even ones, then the even given the odd."""
+        states = list(states)
+        for parity in (1, 0):
+            for i in range(parity, len(states), 2):
+                states[i] = self.unit_layers[i].sample(self.layer_input(states, i), seed)
+                if i == 0 and clamp is not None:
+                    states[0] = clamp * clamp_values + (1.0 - clamp) * states[0]
+        return states
+
+    # Learning ------------------------------------------------------------------------
+
+    def _init_from_data(self, x):
+        self.visible_layer.init_bias_from_data(x)
+        rng = np.random.default_rng(self.seed)
+        v = x[rng.integers(0, len(x), self.n_chains)]
+        means = self._initial_means(tf.constant(v))
+        for var, m in zip(self.particles, means):
+            var.assign(m)
+
+    def train_step(self, data):
+        v = tf.cast(keras.utils.unpack_x_y_sample_weight(data)[0], self.kernels[0].dtype)
+        seed = self.seed_generator
+        pos, steps = self._mean_field(v, self.n_mean_field, self.mean_field_tol)
+        neg = [tf.convert_to_tensor(p) for p in self.particles]
+        for _ in range(self.k):
+            neg = self._gibbs_sweep(neg, seed)
+        n_pos = tf.cast(tf.shape(v)[0], v.dtype)
+        n_neg = tf.cast(self.n_chains, v.dtype)
+        layers = self.unit_layers
+        grads = {}
+        for i, w in enumerate(self.kernels):
+            lo, hi = layers[i], layers[i + 1]
+            g = tf.matmul(tf.concat([lo.scale(neg[i]), lo.scale(pos[i])], 0),
+                          tf.concat([hi.scale(neg[i + 1]) / n_neg,
+                                     -hi.scale(pos[i + 1]) / n_pos], 0), transpose_a=True)
+            grads[id(w)] = g + self.l2 * w if self.l2 else g
+        unit_vars = [v_ for layer in layers for v_ in layer.trainable_weights]
+        with tf.GradientTape() as tape:
+            e = tf.add_n([tf.reduce_mean(layer.energy(p)) - tf.reduce_mean(layer.energy(q))
+                          for layer, p, q in zip(layers, pos, neg)])
+        for var, g in zip(unit_vars, tape.gradient(e, unit_vars, unconnected_gradients="zero")):
+            grads[id(var)] = g
+        variables = self.trainable_variables
+        grad_list = [grads[id(var)] for var in variables]
+
+        def after_update():
+            if self.max_norm is not None:
+                for w in self.kernels:
+                    norms = tf.norm(w, axis=0, keepdims=True)
+                    w.assign(w * tf.minimum(1.0, self.max_norm / (norms + 1e-12)))
+            for var, state in zip(self.particles, neg):
+                var.assign(state)
+
+        self._apply_if_finite(grad_list, variables, [*pos[1:], *neg], after_update)
+        recon = layers[0].mean(self.layer_input(pos, 0))
+        self.reconstruction_tracker.update_state(tf.reduce_mean(tf.square(v - recon), -1))
+        self.mean_field_steps_tracker.update_state(tf.cast(steps, v.dtype))
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        v = tf.cast(keras.utils.unpack_x_y_sample_weight(data)[0], self.kernels[0].dtype)
+        pos, steps = self._mean_field(v, self.n_mean_field, self.mean_field_tol)
+        recon = self.unit_layers[0].mean(self.layer_input(pos, 0))
+        self.reconstruction_tracker.update_state(tf.reduce_mean(tf.square(v - recon), -1))
+        self.mean_field_steps_tracker.update_state(tf.cast(steps, v.dtype))
+        return {m.name: m.result() for m in self.metrics}
+
+    # Sampling ------------------------------------------------------------------------
+
+    def sample(self, n, steps=1000, seed=0):
+        """Visible means after `steps` Gibbs sweeps from fresh noise (numpy)."""
+        n = validation.positive_int("n", n)
+        steps = validation.positive_int("steps", steps)
+        gen = keras.random.SeedGenerator(seed)
+        states = [layer.sample(tf.zeros((n, layer.units)), gen) for layer in self.unit_layers]
+        for _ in range(steps):
+            states = self._gibbs_sweep(states, gen)
+        return self.unit_layers[0].mean(self.layer_input(states, 0)).numpy()
