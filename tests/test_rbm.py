@@ -309,3 +309,17 @@ def test_pseudo_log_likelihood_is_unbiased():
     assert abs(est.mean() - exact) < 4 * est.std() / np.sqrt(len(est)), (est.mean(), exact)
     with pytest.raises(ValueError, match="Expected Bernoulli visible"):
         tb.RBM(6, 4, visible="gaussian").pseudo_log_likelihood(v)
+
+
+@pytest.mark.parametrize("hidden", ["bernoulli", "nrelu"])
+def test_bias_gradient_shortcut_equals_the_energy_gradient(hidden):
+    rng = np.random.default_rng(0)
+    rbm = tb.RBM(6, 4, hidden=hidden, weight_init_std=0.5, seed=0)
+    v_pos, v_neg = (tf.constant(rng.random((5, 6)), tf.float32) for _ in range(2))
+    h_pos, h_neg = (tf.constant(rng.random((5, 4)), tf.float32) for _ in range(2))
+    fast = rbm._statistic_grads(v_pos, h_pos, v_neg, h_neg)[1]
+    rbm.visible_layer.linear_bias = rbm.hidden_layer.linear_bias = False  # use the tape
+    taped = rbm._statistic_grads(v_pos, h_pos, v_neg, h_neg)[1]
+    assert fast.keys() == taped.keys()
+    for key in fast:
+        np.testing.assert_allclose(fast[key].numpy(), taped[key].numpy(), atol=1e-6)

@@ -298,6 +298,13 @@ class RBM(EnergyModel):
         # One product of stacked statistics: the scaling falls on the small factors.
         grad_w = tf.matmul(tf.concat([vs_neg, vs_pos], 0),
                            tf.concat([hs_neg / n_neg, -hs_pos / n_pos], 0), transpose_a=True)
+        layers = (self.visible_layer, self.hidden_layer)
+        if all(layer.linear_bias for layer in layers):
+            # E_l = -b . x: the gradient is <x>_model - <x>_data; no tape needed.
+            unit_vars = [layer.bias for layer in layers]
+            unit_grads = [tf.reduce_mean(neg, 0) - tf.reduce_mean(pos, 0)
+                          for pos, neg in ((v_pos, v_neg), (h_pos, h_neg))]
+            return grad_w, dict(zip([id(u) for u in unit_vars], unit_grads))
         unit_vars = [*self.visible_layer.trainable_weights, *self.hidden_layer.trainable_weights]
         learned_scale = len(unit_vars) > 2
         with tf.GradientTape() as tape:

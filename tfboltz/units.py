@@ -47,6 +47,9 @@ class StochasticUnits(keras.layers.Layer):
     enumerable = False
     #: Whether data must lie in [0, 1].
     unit_interval = False
+    #: Whether the bias is the only parameter and enters the energy as ``-b . x``,
+    #: so that its likelihood gradient is a difference of mean states.
+    linear_bias = True
 
     def __init__(self, units=None, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -160,6 +163,8 @@ class GaussianUnits(StochasticUnits):
         learn_sigma: whether sigma is trained (through ``log sigma``).
         seed: seed of the layer's generator.
     """
+
+    linear_bias = False
 
     def __init__(self, units=None, sigma=1.0, learn_sigma=False, seed=None, **kwargs):
         super().__init__(units=units, seed=seed, **kwargs)
