@@ -65,9 +65,12 @@ def test_trains_and_round_trips(sizes, top, visible, tmp_path):
     else:
         x = (rng.random((64, sizes[0])) < 0.3).astype("float32")
     top_units = tb.units.SoftmaxUnits(group_size=5) if top == "softmax" else top
-    dbm = tb.DBM(sizes, visible=visible, top=top_units, n_chains=10, seed=0)
+    dbm = tb.DBM(sizes, visible=visible, top=top_units, n_chains=10, max_norm=0.05,
+                 weight_init_std=0.1, seed=0)
     dbm.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.5))
     hist = dbm.fit(x, batch_size=16, epochs=2, verbose=0)
+    for w in dbm.kernels:
+        assert np.linalg.norm(w.numpy(), axis=0).max() <= 0.05 + 1e-6
     assert np.isfinite(hist.history["reconstruction_error"][-1])
     assert all(np.all(np.isfinite(w.numpy())) for w in dbm.weights)
     path = tmp_path / "dbm.keras"

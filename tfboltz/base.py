@@ -72,6 +72,17 @@ class EnergyModel(keras.Model):
     `train_step` that ends with `self._apply_if_finite(...)`.
     """
 
+    @classmethod
+    def from_config(cls, config):
+        # Unit layers arrive as serialized configs, which the constructors accept.
+        return cls(**config)
+
+    @staticmethod
+    def _clip_column_norms(kernel, max_norm):
+        """Rescale each unit's incoming weights (a column) to L2 norm <= `max_norm`."""
+        norms = tf.norm(kernel, axis=0, keepdims=True)
+        kernel.assign(kernel * tf.minimum(1.0, max_norm / (norms + 1e-12)))
+
     def _make_state(self):
         self.diverged_at = self.add_weight(
             shape=(), dtype="int64", initializer=keras.initializers.Constant(-1),

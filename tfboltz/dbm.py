@@ -111,10 +111,6 @@ class DBM(EnergyModel):
         })
         return config
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
     @property
     def metrics(self):
         return [self.reconstruction_tracker, self.mean_field_steps_tracker]
@@ -248,8 +244,7 @@ class DBM(EnergyModel):
         def after_update():
             if self.max_norm is not None:
                 for w in self.kernels:
-                    norms = tf.norm(w, axis=0, keepdims=True)
-                    w.assign(w * tf.minimum(1.0, self.max_norm / (norms + 1e-12)))
+                    self._clip_column_norms(w, self.max_norm)
             for var, state in zip(self.particles, neg):
                 var.assign(state)
 

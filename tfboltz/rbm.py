@@ -171,10 +171,6 @@ class RBM(EnergyModel):
         })
         return config
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
     @property
     def metrics(self):
         return [self.reconstruction_tracker, self.free_energy_tracker, self.pll_tracker]
@@ -370,8 +366,7 @@ class RBM(EnergyModel):
 
         def after_update():
             if self.max_norm is not None:
-                norms = tf.norm(self.kernel, axis=0, keepdims=True)
-                self.kernel.assign(self.kernel * tf.minimum(1.0, self.max_norm / (norms + 1e-12)))
+                self._clip_column_norms(self.kernel, self.max_norm)
             if self.sparsity_cost:
                 self.hidden_activity.assign(activity)
             if self.learning == "pcd":
