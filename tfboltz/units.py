@@ -282,9 +282,6 @@ class SoftmaxUnits(StochasticUnits):
         )[:, 0]
         return ops.reshape(ops.one_hot(idx, self._group, dtype=logits.dtype), (-1, self.units))
 
-    def sample_from_mean(self, mean, seed=None):
-        return self.sample(ops.log(ops.maximum(mean, 1e-30)) - self.bias, seed)
-
     def log_partition(self, inputs):
         return ops.sum(ops.logsumexp(self._grouped(inputs + self.b(inputs)), axis=-1), axis=-1)
 
@@ -352,10 +349,6 @@ class NReLUUnits(StochasticUnits):
         x = inputs + self.bias
         noise = keras.random.normal(ops.shape(x), seed=_as_seed(seed, self.seed_generator))
         return ops.relu(x + ops.sqrt(ops.sigmoid(x)) * noise)
-
-    def sample_from_mean(self, mean, seed=None):
-        x = self._pre_activation_from_mean(mean)
-        return self.sample(x - self.bias, seed)
 
     def _pre_activation_from_mean(self, mean):
         """Invert `mean`, which is increasing in x, by bisection on [-30, mean + 10]."""
