@@ -96,17 +96,8 @@ def test_learning_raises_the_likelihood_on_digits(digits):
 
 
 def _exact_ll(dbm, x):
-    """Exact mean log p(v) of a tiny DBM by enumerating all hidden states."""
-    log_z = tb.ais.exact_log_partition(dbm)
-    layers = dbm.unit_layers
-    h1 = layers[1].states().astype("float64")
-    w1, w2 = (w.numpy().astype(np.float64) for w in dbm.kernels)
-    b0, b1, b2 = (layer.bias.numpy().astype(np.float64) for layer in layers)
-    # sum over h1 exactly, h2 analytically
-    a = x.astype(np.float64) @ w1  # (n, n1)
-    scores = (x @ b0)[:, None] + (a + b1) @ h1.T + np.logaddexp(0, h1 @ w2 + b2).sum(1)[None]
-    top = scores.max(1, keepdims=True)
-    return float(np.mean(top[:, 0] + np.log(np.exp(scores - top).sum(1)) - log_z))
+    """Exact mean log p(v) of a tiny 2-hidden-layer DBM."""
+    return float(np.mean(_exact_log_p(dbm, x.astype(np.float64))))
 
 
 def test_bad_configurations():
@@ -119,3 +110,47 @@ def test_bad_configurations():
     dbm = tb.DBM([10, 5, 5])
     with pytest.raises(ValueError, match=r"Expected `x` of shape \(batch, 10\)"):
         dbm.mean_field(np.zeros((2, 9), "float32"))
+
+
+@pytest.mark.parametrize("sizes", [[10, 6, 4], [8, 5, 4, 3]])
+def test_ais_matches_exact_log_z(sizes, digits):
+    dbm = _random_dbm(sizes, std=0.7, seed=3)
+    exact = tb.ais.exact_log_partition(dbm)
+    est = tb.ais.log_partition(dbm, n_chains=100, n_betas=5000, seed=0, verbose=0)
+    assert abs(est.log_z - exact) < 0.1, (est, exact)
+    assert est.log_z_low < exact + 0.1 and exact - 0.1 < est.log_z_high
+
+
+def test_ais_with_gaussian_visibles_matches_exact():
+    dbm = tb.DBM([6, 4, 3], visible="gaussian", seed=0)
+    r = np.random.default_rng(5)
+    for w in dbm.kernels:
+        w.assign(r.normal(0, 0.4, w.shape).astype("float32"))
+    exact = tb.ais.exact_log_partition(dbm)
+    est = tb.ais.log_partition(dbm, n_chains=100, n_betas=5000, seed=0, verbose=0)
+    assert abs(est.log_z - exact) < 0.1, (est, exact)
+
+
+def _exact_log_p(dbm, x):
+    """Exact per-example log p(v) of a 2-hidden-layer Bernoulli DBM (numpy)."""
+    log_z = tb.ais.exact_log_partition(dbm)
+    layers = dbm.unit_layers
+    h1 = layers[1].states().astype("float64")
+    w1, w2 = (w.numpy().astype(np.float64) for w in dbm.kernels)
+    b0, b1, b2 = (layer.bias.numpy().astype(np.float64) for layer in layers)
+    scores = (x @ b0)[:, None] + (x @ w1 + b1) @ h1.T + np.logaddexp(0, h1 @ w2 + b2).sum(1)[None]
+    top = scores.max(1, keepdims=True)
+    return top[:, 0] + np.log(np.exp(scores - top).sum(1)) - log_z
+
+
+def test_elbo_is_a_lower_bound_that_tightens_with_mean_field():
+    dbm = _random_dbm([8, 6, 4], std=1.0, seed=2)
+    x = (np.random.default_rng(0).random((50, 8)) < 0.5).astype("float32")
+    exact = _exact_log_p(dbm, x.astype(np.float64))
+    log_z = tb.ais.exact_log_partition(dbm)
+    gaps = []
+    for n_iter in (1, 3, 30):
+        bound = tb.ais.elbo(dbm, x, log_z, n_iter=n_iter)
+        assert np.all(bound <= exact + 1e-5)
+        gaps.append(np.mean(exact - bound))
+    assert gaps[0] > gaps[1] > gaps[2] >= 0, gaps

@@ -132,11 +132,18 @@ def base_model_units(model, proposal="base_rate", data=None):
 
 def log_partition(model, n_chains=100, n_betas=10000, seed=0, proposal="base_rate", data=None,
                   verbose=1):
-    """Estimate log Z of an RBM by annealed importance sampling.
+    """Estimate log Z of an RBM or a DBM by annealed importance sampling.
+
+    The tempered models scale every weight and hidden bias by beta and interpolate the
+    visible biases between the base model's and the model's. For an RBM the chain runs
+    on the visible layer with the hidden one summed out; for a DBM of any depth it runs
+    on the odd layers with the even ones (the visible layer among them) summed out
+    (Salakhutdinov & Hinton 2009, section 3.3), which works for Bernoulli and Gaussian
+    visibles alike.
 
     Args:
         model: an `RBM` with Bernoulli or softmax hidden units and Bernoulli, softmax
-            or Gaussian visible units.
+            or Gaussian visible units, or a `DBM`.
         n_chains: independent AIS runs.
         n_betas: intermediate distributions.
         seed: int seed.
@@ -152,47 +159,117 @@ def log_partition(model, n_chains=100, n_betas=10000, seed=0, proposal="base_rat
         >>> est = tb.ais.log_partition(rbm, n_chains=100, n_betas=20000, data=x_train)
         >>> ll = tb.ais.log_likelihood(rbm, x_test, est).mean()
     """
-    _check_rbm(model, "AIS")
-    _check_linear_bias_hidden(model)
+    from tfboltz.dbm import DBM
+
+    if not isinstance(model, DBM):
+        _check_rbm(model, "AIS")
+        _check_linear_bias_hidden(model)
     n_chains = validation.positive_int("n_chains", n_chains)
     base = base_model_units(model, proposal, data)
     betas = beta_schedule(n_betas).astype("float32")
-    # At beta = 0 the hidden units are independent and uniform: Z_0 = Z_A * Z_h(0).
-    hid0 = model.hidden_layer.log_partition(-model.hidden_layer.bias[None, :])
-    log_z_base = float((base.log_partition(tf.zeros((1, model.n_visible))) + hid0)[0].numpy())
     gen = keras.random.SeedGenerator(seed)
-    v = base.sample(tf.zeros((n_chains, model.n_visible)), gen)
-    log_w = tf.zeros((n_chains,))
-    vis, hid = model.visible_layer, model.hidden_layer
-    d_bias = base.bias - vis.bias  # base bias minus model bias
+    make = _dbm_annealing if isinstance(model, DBM) else _rbm_annealing
+    log_z_base, state, transition = make(model, base, n_chains, gen)
+    log_w = _anneal(transition, state, tf.zeros((n_chains,)), betas, verbose)
+    return LogPartitionEstimate.from_log_weights(log_w.numpy(), log_z_base, n_betas, proposal)
 
-    def log_p(v, a, beta):
-        """log p*_beta(v) given a = hidden_input(v) (hidden units summed out)."""
-        energy = (1.0 - beta) * base.energy(v) + beta * vis.energy(v)
-        return -energy + hid.log_partition(beta * a + (beta - 1.0) * hid.bias)
+
+def _anneal(transition, state, log_w, betas, verbose):
+    """Run ``state, delta = transition(state, beta_prev, beta_next)`` over `betas` in
+    compiled chunks, accumulating the log weights, with a progress bar."""
 
     @tf.function(reduce_retracing=True)
-    def run(v, log_w, chunk):
-        def body(i, v, log_w):
-            b_prev, b_next = chunk[i], chunk[i + 1]
-            a = model.hidden_input(v)
-            log_w += log_p(v, a, b_next) - log_p(v, a, b_prev)
-            h = hid.sample(b_next * a + (b_next - 1.0) * hid.bias, gen)
-            u = b_next * model.visible_input(h) + vis.bias_as_input((1.0 - b_next) * d_bias)
-            v = vis.sample(u, gen)
-            return i + 1, v, log_w
+    def run(state, log_w, chunk):
+        def body(i, state, log_w):
+            state, delta = transition(state, chunk[i], chunk[i + 1])
+            return i + 1, state, log_w + delta
 
-        _, v, log_w = tf.while_loop(lambda i, *_: i < tf.shape(chunk)[0] - 1, body,
-                                    (tf.constant(0), v, log_w))
-        return v, log_w
+        _, state, log_w = tf.while_loop(lambda i, *_: i < tf.shape(chunk)[0] - 1, body,
+                                        (tf.constant(0), state, log_w))
+        return state, log_w
 
     n_chunks = min(100, len(betas) - 1)
     bounds = np.linspace(0, len(betas) - 1, n_chunks + 1).astype(int)
     progbar = keras.utils.Progbar(len(betas) - 1, verbose=verbose, unit_name="beta")
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        v, log_w = run(v, log_w, tf.constant(betas[lo:hi + 1]))
+        state, log_w = run(state, log_w, tf.constant(betas[lo:hi + 1]))
         progbar.update(int(hi))
-    return LogPartitionEstimate.from_log_weights(log_w.numpy(), log_z_base, n_betas, proposal)
+    return log_w
+
+
+def _tempered_visible_input(vis, base, a, beta):
+    """Visible input at inverse temperature beta: scaled coupling, interpolated bias."""
+    return beta * a + vis.bias_as_input((1.0 - beta) * (base.bias - vis.bias))
+
+
+def _tempered_input(layer, a, beta):
+    """Hidden input at beta: weights and bias both scaled by beta."""
+    return beta * a + (beta - 1.0) * layer.bias
+
+
+def _rbm_annealing(model, base, n_chains, gen):
+    vis, hid = model.visible_layer, model.hidden_layer
+    # At beta = 0 the hidden units are independent and uniform: Z_0 = Z_A * Z_h(0).
+    hid0 = hid.log_partition(-hid.bias[None, :])
+    log_z_base = float((base.log_partition(tf.zeros((1, model.n_visible))) + hid0)[0].numpy())
+
+    def log_p(v, a, beta):
+        """log p*_beta(v) given a = hidden_input(v) (hidden units summed out)."""
+        energy = (1.0 - beta) * base.energy(v) + beta * vis.energy(v)
+        return -energy + hid.log_partition(_tempered_input(hid, a, beta))
+
+    def transition(v, b_prev, b_next):
+        a = model.hidden_input(v)
+        delta = log_p(v, a, b_next) - log_p(v, a, b_prev)
+        h = hid.sample(_tempered_input(hid, a, b_next), gen)
+        v = vis.sample(_tempered_visible_input(vis, base, model.visible_input(h), b_next), gen)
+        return v, delta
+
+    return log_z_base, base.sample(tf.zeros((n_chains, model.n_visible)), gen), transition
+
+
+def _dbm_annealing(model, base, n_chains, gen):
+    layers = model.unit_layers
+    odd, even = range(1, len(layers), 2), range(0, len(layers), 2)
+    for i in odd:
+        if not layers[i].linear_bias:
+            raise ValueError("Expected Bernoulli or softmax units on the odd layers for AIS. "
+                             f"Received: {type(layers[i]).__name__}")
+    log_z_base = float(tf.add_n([base.log_partition(tf.zeros((1, model.n_visible)))] + [
+        layers[i].log_partition(-layers[i].bias[None, :]) for i in range(1, len(layers))
+    ])[0].numpy())
+
+    def full(odd_states):
+        states = [None] * len(layers)
+        for i, x in zip(odd, odd_states):
+            states[i] = x
+        return states
+
+    def even_input(states, i, beta):
+        a = model.layer_input(states, i)
+        if i == 0:
+            return _tempered_visible_input(layers[0], base, a, beta)
+        return _tempered_input(layers[i], a, beta)
+
+    def log_p(states, beta):
+        """log p*_beta of the odd layers' states, the even layers summed out."""
+        terms = [-beta * layers[i].energy(states[i]) for i in odd]
+        terms += [layers[i].log_partition(even_input(states, i, beta)) for i in even]
+        return tf.add_n(terms)
+
+    def transition(odd_states, b_prev, b_next):
+        states = full(odd_states)
+        delta = log_p(states, b_next) - log_p(states, b_prev)
+        for i in even:
+            states[i] = layers[i].sample(even_input(states, i, b_next), gen)
+        for i in odd:
+            states[i] = layers[i].sample(
+                _tempered_input(layers[i], model.layer_input(states, i), b_next), gen)
+        return tuple(states[i] for i in odd), delta
+
+    start = tuple(layers[i].sample(-layers[i].bias[None, :] * tf.ones((n_chains, 1)), gen)
+                  for i in odd)
+    return log_z_base, start, transition
 
 
 def _exact_log_partition_dbm(model, chunk=65536):
@@ -258,6 +335,28 @@ def exact_log_partition(model, side=None, chunk=65536):
         a = tf.matmul(layer.scale(s), w if side == "visible" else tf.transpose(w))
         terms.append(-layer.energy(s) + other.log_partition(a))
     return float(tf.reduce_logsumexp(tf.concat(terms, 0)).numpy())
+
+
+def elbo(model, x, log_z, n_iter=None):
+    """Per-example variational lower bound on log p(x) of a DBM (nats, numpy).
+
+    ``-E(x, mu) + H(mu) - log Z`` with ``mu`` the mean-field posterior of the hidden
+    layers: the energy of a layered model is linear in each layer's state, so under
+    the factorised posterior its expectation is the energy at the means.
+
+    Args:
+        model: a `DBM`.
+        x: visible rows.
+        log_z: a float or a `LogPartitionEstimate`.
+        n_iter: mean-field iterations (default: the model's `n_mean_field`).
+    """
+    from tfboltz.dbm import DBM
+
+    if not isinstance(model, DBM):
+        raise ValueError(f"Expected a DBM for the ELBO. Received: {type(model).__name__}")
+    means = [tf.constant(m) for m in model.mean_field(x, n_iter=n_iter)]
+    entropy = tf.add_n([layer.entropy(mu) for layer, mu in zip(model.unit_layers[1:], means[1:])])
+    return (-model.energy(means) + entropy).numpy().astype("float64") - float(log_z)
 
 
 def log_likelihood(model, x, log_z):

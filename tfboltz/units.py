@@ -136,6 +136,11 @@ class BernoulliUnits(StochasticUnits):
     def log_partition(self, inputs):
         return ops.sum(ops.softplus(inputs + self.b(inputs)), axis=-1)
 
+    def entropy(self, mean):
+        """Per-example entropy of independent units with these means (nats)."""
+        m = ops.clip(mean, 1e-7, 1 - 1e-7)
+        return -ops.sum(m * ops.log(m) + (1 - m) * ops.log(1 - m), axis=-1)
+
     def init_bias_from_data(self, x):
         p = np.clip(np.mean(np.asarray(x, np.float64), axis=0), 1e-3, 1 - 1e-3)
         self.bias.assign(np.log(p / (1 - p)).astype("float32"))
@@ -284,6 +289,10 @@ class SoftmaxUnits(StochasticUnits):
 
     def log_partition(self, inputs):
         return ops.sum(ops.logsumexp(self._grouped(inputs + self.b(inputs)), axis=-1), axis=-1)
+
+    def entropy(self, mean):
+        """Per-example entropy of the one-hot groups with these means (nats)."""
+        return -ops.sum(mean * ops.log(ops.clip(mean, 1e-7, 1.0)), axis=-1)
 
     def validate_data(self, x, name="x"):
         super().validate_data(x, name)
