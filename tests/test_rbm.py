@@ -323,3 +323,19 @@ def test_bias_gradient_shortcut_equals_the_energy_gradient(hidden):
     assert fast.keys() == taped.keys()
     for key in fast:
         np.testing.assert_allclose(fast[key].numpy(), taped[key].numpy(), atol=1e-6)
+
+
+def test_fit_on_a_generator(digits):
+    x, _ = digits
+
+    def batches():
+        while True:
+            for i in range(0, 400, 20):
+                yield (x[i:i + 20],)  # Keras wants generators to yield tuples
+
+    rbm = tb.RBM(64, 8, seed=0)
+    rbm.init_from_data(x[:400])
+    rbm.compile(optimizer=keras.optimizers.SGD(0.05))
+    hist = rbm.fit(batches(), steps_per_epoch=20, epochs=2, verbose=0)
+    assert len(hist.history["reconstruction_error"]) == 2
+    assert np.all(np.isfinite(rbm.kernel.numpy()))

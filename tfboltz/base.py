@@ -25,8 +25,18 @@ def as_rows(data):
     return x
 
 
+def _is_stream(x):
+    """Data that can only be iterated once (a generator or a `keras.utils.PyDataset`)."""
+    return isinstance(x, keras.utils.PyDataset) or callable(getattr(x, "__next__", None))
+
+
 def take_rows(x, n):
-    """Up to `n` rows of `x` (array, tensor or `tf.data.Dataset`) as numpy float32."""
+    """Up to `n` rows of `x` (array, tensor or `tf.data.Dataset`) as numpy float32.
+
+    Returns None for streams, which cannot be read ahead without consuming them.
+    """
+    if _is_stream(x):
+        return None
     if isinstance(x, tf.data.Dataset):
         rows, count = [], 0
         for batch in x:
@@ -174,9 +184,7 @@ class EnergyModel(keras.Model):
 
     def _checked(self, x, name):
         """Validate array-like data; datasets pass through (the step guard covers them)."""
-        if x is None or isinstance(x, tf.data.Dataset) or callable(getattr(x, "__next__", None)):
-            return x
-        if isinstance(x, keras.utils.PyDataset):
+        if x is None or isinstance(x, tf.data.Dataset) or _is_stream(x):
             return x
         return self.check_data(x, name)
 
@@ -195,13 +203,15 @@ class EnergyModel(keras.Model):
         rows. Before the first update the visible biases are set from the data (see
         `init_from_data`). All the usual `fit` arguments work.
 
+        Arrays are shuffled each epoch from the model's `seed` when it has one, so the
+        same seed gives the same weights on the same device. For generators, call
+        `init_from_data` first (a stream cannot be read ahead); the per-epoch monitors
+        then run on validation data only.
+
         Raises:
             ValueError: bad data, before any state changes.
             TrainingDivergedError: the statistics stopped being finite; the weights of
                 the last good step are kept.
-
-        Arrays are shuffled each epoch from the model's `seed` when it has one, so the
-        same seed gives the same weights on the same device.
         """
         if isinstance(x, tuple) and y is None:
             x = x[0]
@@ -215,7 +225,7 @@ class EnergyModel(keras.Model):
         if self.optimizer is None or not self.compiled:
             self.compile()
         monitor = take_rows(x, MONITOR_ROWS)
-        if not bool(self.data_initialized.numpy()):
+        if not bool(self.data_initialized.numpy()) and monitor is not None:
             self.init_from_data(x if not isinstance(x, tf.data.Dataset) else monitor)
         if isinstance(x, tf.data.Dataset):
             kwargs.setdefault("shuffle", False)  # a dataset shuffles itself

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from tfboltz import units as units_lib
 from tfboltz import validation
-from tfboltz.base import MONITOR_ROWS, EnergyModel
+from tfboltz.base import EnergyModel
 
 LEARNING_RULES = ("cd", "pcd")
 
@@ -391,7 +391,9 @@ class RBM(EnergyModel):
                 if m is not self.pll_tracker or self._binary_visible}
 
     def _epoch_callbacks(self, monitor_rows, validation_rows):
-        return [EpochMonitor(monitor_rows[:MONITOR_ROWS], validation_rows)]
+        if monitor_rows is None:
+            return []
+        return [EpochMonitor(monitor_rows, validation_rows)]
 
     def _init_from_data(self, x):
         self.visible_layer.init_bias_from_data(x)
