@@ -49,15 +49,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def dataset(x, batch_size, seed, binarise=True):
-    """Shuffled batches; with `binarise`, each image is binarised afresh each epoch."""
-    def binarise_batch(batch):
-        return tf.cast(tf.random.uniform(tf.shape(batch), seed=seed) < batch, tf.float32)
-    ds = (tf.data.Dataset.from_tensor_slices(x).shuffle(len(x), seed=seed)
-          .batch(batch_size, drop_remainder=True))
-    return (ds.map(binarise_batch) if binarise else ds).prefetch(2)
-
-
 def main(argv=None):
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -100,7 +91,7 @@ def main(argv=None):
             save(self.model, epoch + 1)
 
     t0 = time.time()
-    rbm.fit(dataset(x, args.batch_size, args.seed, args.data == "binarised"),
+    rbm.fit(tb.data.binarized_batches(x, args.batch_size, args.seed, args.data == "binarised"),
             epochs=args.epochs, initial_epoch=done, validation_data=x_val[:2000], verbose=2,
             callbacks=[keras.callbacks.LearningRateScheduler(lr),
                        tb.callbacks.MomentumScheduler(lambda e: 0.5 if e < 5 else 0.9),

@@ -2,12 +2,12 @@
 
 from tfboltz import ais, callbacks, data, units, viz
 from tfboltz.base import TrainingDivergedError
-from tfboltz.dbm import DBM
+from tfboltz.dbm import DBM, pretrain_dbm
 from tfboltz.rbm import RBM
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DBM", "RBM", "TrainingDivergedError", "ais", "callbacks", "data", "units", "viz",
+    "DBM", "RBM", "pretrain_dbm", "TrainingDivergedError", "ais", "callbacks", "data", "units", "viz",
     "__version__",
 ]

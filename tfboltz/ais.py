@@ -96,6 +96,11 @@ def beta_schedule(n_betas):
 def _check_rbm(model, what):
     if not isinstance(model, RBM):
         raise ValueError(f"Expected an RBM for {what}. Received: {type(model).__name__}")
+    if model.visible_copies != 1 or model.hidden_copies != 1:
+        raise ValueError(
+            f"Expected an RBM without copied units for {what} (copies are a pretraining "
+            f"device, not a model with a partition function of its own). Received: "
+            f"visible_copies={model.visible_copies}, hidden_copies={model.hidden_copies}")
 
 
 def _check_linear_bias_hidden(model):

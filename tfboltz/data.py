@@ -258,3 +258,15 @@ def load_cifar10(split="train", data_dir=None, path=None):
             "here and pass data_dir=...; or (2) save an .npz with x_train, y_train, x_test, "
             "y_test (uint8 images, 32x32x3) and pass path=..."
         ) from exc
+
+
+def binarized_batches(x, batch_size, seed, binarize=True):
+    """A shuffled `tf.data.Dataset` of batches of `x`; with `binarize`, each pixel is
+    drawn afresh each epoch as on with probability equal to its intensity."""
+    import tensorflow as tf
+
+    def draw(batch):
+        return tf.cast(tf.random.uniform(tf.shape(batch), seed=seed) < batch, tf.float32)
+    ds = (tf.data.Dataset.from_tensor_slices(np.asarray(x, "float32"))
+          .shuffle(len(x), seed=seed).batch(batch_size, drop_remainder=True))
+    return (ds.map(draw) if binarize else ds).prefetch(2)

@@ -81,6 +81,14 @@ class RBM(EnergyModel):
             the positive phase.
         max_norm: upper bound on the L2 norm of each hidden unit's incoming weights.
         weight_init_std: standard deviation of the Gaussian initial weights.
+        visible_copies: 2 makes the hidden units see each visible unit twice (two
+            copies with tied weights, so the hidden input is ``2 scale(v) W``): the
+            bottom RBM of a DBM's greedy pretraining (`tfboltz.pretrain_dbm`).
+        hidden_copies: 2 makes the visible units see each hidden unit twice: the top
+            RBM of that pretraining. With copies, the weight statistics are those of
+            one copy (a factor the learning rate absorbs), and `free_energy`,
+            `pseudo_log_likelihood` and `energy` describe the model with the copies
+            kept equal; AIS (`tfboltz.ais`) refuses such RBMs.
         seed: int seed; the same seed gives the same weights on the same device.
 
     Example:
@@ -93,8 +101,14 @@ class RBM(EnergyModel):
     def __init__(self, n_visible, n_hidden, visible="bernoulli", hidden="bernoulli",
                  learning="cd", k=1, n_chains=100, sample_visible=False, sample_hidden=True,
                  l2=0.0, l1=0.0, sparsity_target=0.1, sparsity_cost=0.0, sparsity_damping=0.9,
-                 dropout=0.0, max_norm=None, weight_init_std=0.01, seed=None, **kwargs):
+                 dropout=0.0, max_norm=None, weight_init_std=0.01, visible_copies=1,
+                 hidden_copies=1, seed=None, **kwargs):
         super().__init__(**kwargs)
+        for name, value in (("visible_copies", visible_copies), ("hidden_copies", hidden_copies)):
+            if value not in (1, 2) or isinstance(value, bool):
+                raise ValueError(f"Invalid value received for argument `{name}`. Expected 1 "
+                                 f"or 2. Received: {name}={value!r}")
+        self.visible_copies, self.hidden_copies = int(visible_copies), int(hidden_copies)
         self.n_visible = validation.positive_int("n_visible", n_visible)
         self.n_hidden = validation.positive_int("n_hidden", n_hidden)
         self.learning = validation.one_of("learning", learning, LEARNING_RULES)
@@ -167,7 +181,8 @@ class RBM(EnergyModel):
             "l2": self.l2, "l1": self.l1, "sparsity_target": self.sparsity_target,
             "sparsity_cost": self.sparsity_cost, "sparsity_damping": self.sparsity_damping,
             "dropout": self.dropout, "max_norm": self.max_norm,
-            "weight_init_std": self.weight_init_std, "seed": self.seed,
+            "weight_init_std": self.weight_init_std, "visible_copies": self.visible_copies,
+            "hidden_copies": self.hidden_copies, "seed": self.seed,
         })
         return config
 
@@ -178,12 +193,16 @@ class RBM(EnergyModel):
     # Conditionals ----------------------------------------------------------------
 
     def hidden_input(self, v):
-        """``scale(v) @ W``: the input the hidden units get from `v`."""
-        return tf.matmul(self.visible_layer.scale(v), self.kernel)
+        """``scale(v) @ W``: the input the hidden units get from `v` (times
+        `visible_copies`)."""
+        a = tf.matmul(self.visible_layer.scale(v), self.kernel)
+        return a * float(self.visible_copies) if self.visible_copies != 1 else a
 
     def visible_input(self, h):
-        """``scale(h) @ W.T``: the input the visible units get from `h`."""
-        return tf.matmul(self.hidden_layer.scale(h), self.kernel, transpose_b=True)
+        """``scale(h) @ W.T``: the input the visible units get from `h` (times
+        `hidden_copies`)."""
+        u = tf.matmul(self.hidden_layer.scale(h), self.kernel, transpose_b=True)
+        return u * float(self.hidden_copies) if self.hidden_copies != 1 else u
 
     def call(self, inputs):
         """Hidden means given visible rows (what `transform` returns)."""

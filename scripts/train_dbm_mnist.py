@@ -1,0 +1,113 @@
+"""Train the MNIST DBM: greedy doubled pretraining, then joint mean-field + PCD.
+
+    python scripts/train_dbm_mnist.py --out runs/dbm
+
+The recipe behind the README's DBM figures and the zoo's `mnist_dbm` weights. Training
+data: the 60,000 MNIST training images. Pretraining sees one fixed binarisation of
+them (seeded); joint training binarises each epoch afresh. The joint learning rate
+decays linearly to `--final-lr`; momentum goes from 0.5 to 0.9 after 5 epochs. A
+checkpoint (``model.keras``) is written atomically after pretraining and after each
+joint epoch, with the wall-clock of each phase in ``state.json``; ``--resume``
+continues an interrupted run from its last checkpoint.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+import tfboltz as tb
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--layer-sizes", type=int, nargs="+", default=[784, 500, 1000])
+    p.add_argument("--pretrain-epochs", type=int, nargs="+", default=[30, 30],
+                   help="epochs of each pretraining RBM (one value for all, or one each)")
+    p.add_argument("--pretrain-lr", type=float, default=0.01)
+    p.add_argument("--epochs", type=int, default=100, help="joint-training epochs")
+    p.add_argument("--lr", type=float, default=0.001)
+    p.add_argument("--final-lr", type=float, default=0.0)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--n-chains", type=int, default=100)
+    p.add_argument("--k", type=int, default=1)
+    p.add_argument("--n-mean-field", type=int, default=10)
+    p.add_argument("--mean-field-tol", type=float, default=1e-4)
+    p.add_argument("--l2", type=float, default=2e-4)
+    p.add_argument("--n-train", type=int, default=60000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("runs/dbm"))
+    p.add_argument("--resume", action="store_true")
+    return p.parse_args(argv)
+
+
+def save(model, out, state):
+    """Checkpoint under a temporary name, then rename into place; the state last."""
+    tmp = out / "model.tmp.keras"
+    model.save(tmp)
+    tmp.replace(out / "model.keras")
+    tmp_state = out / "state.tmp.json"
+    tmp_state.write_text(json.dumps(state, indent=1))
+    tmp_state.replace(out / "state.json")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(args.seed)
+    x, _ = tb.data.load_mnist("train")
+    x = x[: args.n_train]
+    state_path = args.out / "state.json"
+    if args.resume and state_path.exists():
+        state = json.loads(state_path.read_text())
+        dbm = keras.saving.load_model(args.out / "model.keras")
+        print(f"resuming after {state['epochs_done']} joint epochs")
+    else:
+        state = {"args": {k: str(v) for k, v in vars(args).items()}, "epochs_done": 0,
+                 "pretrain_seconds": None, "joint_seconds": 0.0}
+        dbm = tb.DBM(args.layer_sizes, n_chains=args.n_chains, k=args.k,
+                     n_mean_field=args.n_mean_field, mean_field_tol=args.mean_field_tol,
+                     l2=args.l2, seed=args.seed)
+        x_bin = (np.random.default_rng(args.seed).random(x.shape) < x).astype("float32")
+        t0 = time.time()
+        tb.pretrain_dbm(dbm, x_bin, epochs=(args.pretrain_epochs[0] if len(args.pretrain_epochs) == 1
+                                else args.pretrain_epochs), batch_size=args.batch_size,
+                        optimizer=lambda: keras.optimizers.SGD(args.pretrain_lr, momentum=0.9),
+                        l2=args.l2, verbose=2)
+        state["pretrain_seconds"] = time.time() - t0
+        print(f"pretraining took {state['pretrain_seconds']:.0f} s")
+    # On --resume the optimizer starts afresh: its momentum buffers are not restored.
+    dbm.compile(optimizer=keras.optimizers.SGD(args.lr, momentum=0.5))
+    if state["epochs_done"] == 0:
+        save(dbm, args.out, state)
+
+    def lr(epoch):
+        return args.lr + (args.final_lr - args.lr) * epoch / args.epochs
+
+    class Save(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            state["epochs_done"] = epoch + 1
+            state["joint_seconds"] += time.time() - self.t0
+            save(self.model, args.out, state)
+
+    x_val, _ = tb.data.load_mnist("test", binarize="stochastic", seed=1)
+    dbm.fit(tb.data.binarized_batches(x, args.batch_size, args.seed + state["epochs_done"]),
+            epochs=args.epochs, initial_epoch=state["epochs_done"],
+            validation_data=x_val[:2000], verbose=2,
+            callbacks=[keras.callbacks.LearningRateScheduler(lr),
+                       tb.callbacks.MomentumScheduler(lambda e: 0.5 if e < 5 else 0.9),
+                       keras.callbacks.CSVLogger(args.out / "log.csv",
+                                                 append=state["epochs_done"] > 0),
+                       Save()])
+    print(f"joint training: {state['joint_seconds']:.0f} s in total")
+
+
+if __name__ == "__main__":
+    main()
