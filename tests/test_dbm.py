@@ -156,3 +156,117 @@ def test_elbo_is_a_lower_bound_that_tightens_with_mean_field():
         assert np.all(bound <= exact + 1e-5)
         gaps.append(np.mean(exact - bound))
     assert gaps[0] > gaps[1] > gaps[2] >= 0, gaps
+
+
+# Pretraining -----------------------------------------------------------------------
+
+def test_pretraining_doubles_inputs_and_stitches_the_rbms(digits):
+    x, _ = digits
+    dbm = tb.DBM([64, 12, 10, 8], seed=0)
+    rbms = tb.pretrain_dbm(dbm, x, epochs=[2, 1, 1], verbose=0)
+    assert [(r.visible_copies, r.hidden_copies) for r in rbms] == [(2, 1), (1, 1), (1, 2)]
+    # The bottom RBM's hidden units see the input twice, the top RBM's visibles too.
+    w0, b0 = rbms[0].kernel.numpy(), rbms[0].hidden_layer.bias.numpy()
+    np.testing.assert_allclose(rbms[0].transform(x[:5]),
+                               1 / (1 + np.exp(-(2 * x[:5] @ w0 + b0))), atol=1e-5)
+    h = rbms[2].hidden_layer.mean(np.zeros((1, 8), "float32"))  # any hidden state
+    w2 = rbms[2].kernel.numpy()
+    np.testing.assert_allclose(rbms[2].visible_input(h).numpy(), 2 * h.numpy() @ w2.T,
+                               rtol=1e-5, atol=1e-6)
+    # Stitched: end RBMs as trained, middle ones halved, shared biases averaged.
+    np.testing.assert_allclose(dbm.kernels[0].numpy(), w0)
+    np.testing.assert_allclose(dbm.kernels[1].numpy(), 0.5 * rbms[1].kernel.numpy())
+    np.testing.assert_allclose(dbm.kernels[2].numpy(), w2)
+    np.testing.assert_allclose(dbm.unit_layers[0].bias.numpy(),
+                               rbms[0].visible_layer.bias.numpy())
+    for i in (1, 2):
+        np.testing.assert_allclose(
+            dbm.unit_layers[i].bias.numpy(),
+            0.5 * (rbms[i - 1].hidden_layer.bias.numpy() + rbms[i].visible_layer.bias.numpy()),
+            rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(dbm.unit_layers[3].bias.numpy(),
+                               rbms[2].hidden_layer.bias.numpy())
+    assert bool(dbm.data_initialized.numpy())
+    assert np.all(np.isfinite(dbm.particles[0].numpy()))
+
+
+def test_pretraining_helps_the_joint_model(digits):
+    """Pretrained and stitched, a DBM reconstructs digits far better than at random
+    initialisation (mean-field reconstruction error, 30 iterations)."""
+    x, _ = digits
+
+    def recon_error(dbm):
+        means = dbm.mean_field(x, n_iter=30)
+        recon = dbm.unit_layers[0].mean(dbm.layer_input([np.asarray(m) for m in means], 0))
+        return float(np.mean((x - recon.numpy()) ** 2))
+
+    fresh = tb.DBM([64, 32, 16], seed=0)
+    fresh.init_from_data(x)
+    pretrained = tb.DBM([64, 32, 16], seed=0)
+    tb.pretrain_dbm(pretrained, x, epochs=10, optimizer=lambda: keras.optimizers.SGD(
+        0.05, momentum=0.9), verbose=0)
+    assert recon_error(pretrained) < 0.6 * recon_error(fresh)
+
+
+def test_pretraining_bad_input_changes_nothing(digits):
+    x, _ = digits
+    dbm = tb.DBM([64, 12, 8], seed=0)
+    before = [w.numpy().copy() for w in dbm.weights]
+    with pytest.raises(ValueError, match="one `epochs` entry per RBM"):
+        tb.pretrain_dbm(dbm, x, epochs=[1, 1, 1], verbose=0)
+    with pytest.raises(ValueError, match=r"Expected `x` of shape \(batch, 64\)"):
+        tb.pretrain_dbm(dbm, x[:, :10], verbose=0)
+    bad = x.copy()
+    bad[3, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        tb.pretrain_dbm(dbm, bad, verbose=0)
+    with pytest.raises(ValueError, match="Expected a DBM"):
+        tb.pretrain_dbm(tb.RBM(64, 8), x)
+    for b, w in zip(before, dbm.weights):
+        np.testing.assert_array_equal(b, w.numpy())
+
+
+def test_copies_are_validated_and_refused_by_ais():
+    with pytest.raises(ValueError, match="`visible_copies`. Expected 1 or 2"):
+        tb.RBM(4, 3, visible_copies=3)
+    rbm = tb.RBM(4, 3, hidden_copies=2)
+    assert keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(rbm)).hidden_copies == 2
+    with pytest.raises(ValueError, match="without copied units"):
+        tb.ais.exact_log_partition(rbm)
+
+
+# Sampling --------------------------------------------------------------------------
+
+def test_sampling_is_seeded_and_clamped_units_stay(digits):
+    x, _ = digits
+    dbm = tb.DBM([64, 16, 8], seed=0)
+    tb.pretrain_dbm(dbm, x, epochs=2, verbose=0)
+    state = dbm.seed_generator.state.numpy().copy()
+    a, b = dbm.sample(6, steps=20, seed=3), dbm.sample(6, steps=20, seed=3)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, dbm.sample(6, steps=20, seed=4))
+    np.testing.assert_array_equal(state, dbm.seed_generator.state.numpy())  # untouched
+    mask = np.zeros(64, bool)
+    mask[:32] = True  # the upper half of each 8x8 digit
+    done = dbm.sample(init=x[:6], clamp=mask, steps=30, seed=0)
+    np.testing.assert_array_equal(done[:, :32], x[:6, :32])
+    assert done.shape == (6, 64) and np.all((done >= 0) & (done <= 1))
+    states = dbm.sample(init=x[:6], clamp=mask, steps=5, seed=0, means=False)
+    assert set(np.unique(states)) <= {0.0, 1.0}
+    with pytest.raises(ValueError, match="Expected `init` values to clamp"):
+        dbm.sample(3, clamp=mask)
+
+
+# Divergence ------------------------------------------------------------------------
+
+def test_divergence_stops_joint_training_with_the_last_good_weights(digits):
+    x, _ = digits
+    dbm = tb.DBM([64, 16, 8], seed=0)
+    dbm.compile(optimizer=keras.optimizers.SGD(1e35))
+    dbm.init_from_data(x)
+    before = [w.numpy().copy() for w in dbm.trainable_weights]
+    with pytest.raises(tb.TrainingDivergedError, match="epoch 1"):
+        dbm.fit(x, batch_size=100, epochs=2, verbose=0)
+    for b, w in zip(before, dbm.trainable_weights):
+        np.testing.assert_array_equal(b, w.numpy())

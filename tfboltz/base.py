@@ -222,7 +222,7 @@ class EnergyModel(keras.Model):
             val_x = self._checked(val_x, "validation_data")
             validation_data = val_x
             val_rows = take_rows(val_x, MONITOR_ROWS)
-        if self.optimizer is None or not self.compiled:
+        if getattr(self, "optimizer", None) is None or not self.compiled:
             self.compile()
         monitor = take_rows(x, MONITOR_ROWS)
         if not bool(self.data_initialized.numpy()) and monitor is not None:
@@ -250,6 +250,16 @@ class EnergyModel(keras.Model):
         self.diverged_at.assign(-1)
         return super().fit(x, y, batch_size=batch_size, epochs=epochs,
                            validation_data=validation_data, callbacks=callbacks, **kwargs)
+
+    def to_sequential(self, num_classes, dropout=0.0, n_mean_field=None, name=None):
+        """A `keras.Sequential` classifier initialised from this model's weights.
+
+        See `tfboltz.classifier.to_sequential`.
+        """
+        from tfboltz.classifier import to_sequential
+
+        return to_sequential(self, num_classes, dropout=dropout, n_mean_field=n_mean_field,
+                             name=name)
 
     def init_from_data(self, x):
         """Data-dependent initialisation (visible biases, persistent chains).

@@ -12,6 +12,52 @@ VISIBLE_TYPES = (units_lib.BernoulliUnits, units_lib.GaussianUnits)
 TOP_TYPES = (units_lib.BernoulliUnits, units_lib.SoftmaxUnits)
 
 
+def layer_input(unit_layers, kernels, states, i):
+    """Input to layer `i` of a layered model from its neighbours' `states`."""
+    total = 0.0
+    if i > 0:
+        total = tf.matmul(unit_layers[i - 1].scale(states[i - 1]), kernels[i - 1])
+    if i < len(unit_layers) - 1:
+        above = unit_layers[i + 1].scale(states[i + 1])
+        total += tf.matmul(above, kernels[i], transpose_b=True)
+    return total
+
+
+def initial_means(unit_layers, kernels, v):
+    """Bottom-up pass; layers below the top get doubled input, standing in for the
+    missing top-down input (Salakhutdinov & Hinton 2009)."""
+    means = [v]
+    last = len(unit_layers) - 1
+    for i in range(1, last + 1):
+        a = tf.matmul(unit_layers[i - 1].scale(means[-1]), kernels[i - 1])
+        means.append(unit_layers[i].mean(a if i == last else 2.0 * a))
+    return means
+
+
+def mean_field_means(unit_layers, kernels, v, n_iter, tol):
+    """Fixed-point iterations of the hidden means of a DBM given visible rows `v`.
+
+    Each iteration updates the layers bottom to top, ``mu_i = mean(input from
+    mu_{i-1} and mu_{i+1})``, and stops after `n_iter` iterations or once no mean
+    moves by more than `tol`. Returns ``[v, mu_1, ..., mu_L]`` and the iterations run.
+    """
+    means = initial_means(unit_layers, kernels, v)
+    n_layers = len(unit_layers)
+
+    def body(it, _, *hidden):
+        states = [v, *hidden]
+        delta = tf.zeros((), v.dtype)
+        for i in range(1, n_layers):
+            new = unit_layers[i].mean(layer_input(unit_layers, kernels, states, i))
+            delta = tf.maximum(delta, tf.reduce_max(tf.abs(new - states[i])))
+            states[i] = new
+        return (it + 1, delta, *states[1:])
+
+    out = tf.while_loop(lambda it, delta, *_: tf.logical_and(it < n_iter, delta > tol),
+                        body, (tf.constant(0), tf.constant(np.inf, v.dtype), *means[1:]))
+    return [v, *out[2:]], out[0]
+
+
 @keras.saving.register_keras_serializable(package="tfboltz")
 class DBM(EnergyModel):
     """A deep Boltzmann machine (Salakhutdinov & Hinton 2009) of any depth.
@@ -119,14 +165,7 @@ class DBM(EnergyModel):
 
     def layer_input(self, states, i):
         """Input to layer `i` from its neighbours' `states` (a full list of layers)."""
-        layer_total = 0.0
-        if i > 0:
-            below = self.unit_layers[i - 1].scale(states[i - 1])
-            layer_total = tf.matmul(below, self.kernels[i - 1])
-        if i < len(self.unit_layers) - 1:
-            above = self.unit_layers[i + 1].scale(states[i + 1])
-            layer_total += tf.matmul(above, self.kernels[i], transpose_b=True)
-        return layer_total
+        return layer_input(self.unit_layers, self.kernels, states, i)
 
     def energy(self, states):
         """Per-example energy of a full list of layer states."""
@@ -138,36 +177,10 @@ class DBM(EnergyModel):
         return e
 
     def _initial_means(self, v):
-        """Bottom-up pass; layers below the top get doubled input, standing in for the
-        missing top-down input (Salakhutdinov & Hinton 2009)."""
-        means = [v]
-        last = len(self.unit_layers) - 1
-        for i in range(1, last + 1):
-            a = tf.matmul(self.unit_layers[i - 1].scale(means[-1]), self.kernels[i - 1])
-            means.append(self.unit_layers[i].mean(a if i == last else 2.0 * a))
-        return means
+        return initial_means(self.unit_layers, self.kernels, v)
 
     def _mean_field(self, v, n_iter, tol):
-        """Fixed-point iterations of the hidden means given `v`.
-
-        Returns the means of every layer (``[v, mu_1, ..., mu_L]``) and the number of
-        iterations run.
-        """
-        means = self._initial_means(v)
-        n_layers = len(self.unit_layers)
-
-        def body(it, _, *hidden):
-            states = [v, *hidden]
-            delta = 0.0
-            for i in range(1, n_layers):
-                new = self.unit_layers[i].mean(self.layer_input(states, i))
-                delta = tf.maximum(delta, tf.reduce_max(tf.abs(new - states[i])))
-                states[i] = new
-            return (it + 1, delta, *states[1:])
-
-        out = tf.while_loop(lambda it, delta, *_: tf.logical_and(it < n_iter, delta > tol),
-                            body, (tf.constant(0), tf.constant(np.inf, v.dtype), *means[1:]))
-        return [v, *out[2:]], out[0]
+        return mean_field_means(self.unit_layers, self.kernels, v, n_iter, tol)
 
     def mean_field(self, x, n_iter=None, tol=None, batch_size=1000):
         """Mean-field posterior means of each layer given visible rows (numpy list).
@@ -268,16 +281,70 @@ class DBM(EnergyModel):
 
     # Sampling ------------------------------------------------------------------------
 
-    def sample(self, n, steps=1000, seed=0):
-        """Visible means after `steps` Gibbs sweeps from fresh noise (numpy)."""
-        n = validation.positive_int("n", n)
-        steps = validation.positive_int("steps", steps)
-        gen = keras.random.SeedGenerator(seed)
-        states = [layer.sample(tf.zeros((n, layer.units)), gen) for layer in self.unit_layers]
-        for _ in range(steps):
-            states = self._gibbs_sweep(states, gen)
-        return self.unit_layers[0].mean(self.layer_input(states, 0)).numpy()
+    def sample(self, n=None, steps=1000, init=None, clamp=None, seed=0, means=True):
+        """Draw visible samples by block Gibbs sampling over all layers.
 
+        Each sweep samples the odd layers given the even ones, then the even layers
+        given the odd ones.
+
+        Args:
+            n: number of chains (needed when `init` is None).
+            steps: Gibbs sweeps.
+            init: starting visible rows (from data); the hidden layers start from
+                their bottom-up means. Default: every layer drawn with zero input.
+            clamp: boolean mask of shape `(n_visible,)` or `(n, n_visible)`: the
+                units where it is True keep their `init` values (conditional
+                completion, e.g. the lower half of a digit from its upper half).
+            seed: int seed.
+            means: return the final visible means rather than the sampled states.
+
+        Returns:
+            numpy array ``(n, n_visible)``.
+        """
+        steps = validation.positive_int("steps", steps)
+        if init is None:
+            if clamp is not None:
+                raise ValueError("Expected `init` values to clamp. Received: init=None")
+            n = validation.positive_int("n", n)
+        else:
+            init = self.check_data(init, "init")
+            n = len(init) if n is None else validation.positive_int("n", n)
+            if n != len(init):
+                raise ValueError(f"Expected `n` to match len(init). Received: n={n}, "
+                                 f"len(init)={len(init)}")
+        mask = np.zeros((n, self.n_visible), "float32")
+        if clamp is not None:
+            mask = np.broadcast_to(np.asarray(clamp, bool), (n, self.n_visible)).astype("f4")
+        # The training generator, set to `seed` for this draw and then put back, so
+        # that sampling never perturbs the training stream.
+        gen = self.seed_generator
+        saved = gen.state.numpy()
+        gen.state.assign(np.array([seed, 0], dtype=saved.dtype))
+        try:
+            if init is None:
+                states = [layer.sample(tf.zeros((n, layer.units)), gen)
+                          for layer in self.unit_layers]
+                v0 = tf.zeros((n, self.n_visible))
+            else:
+                v0 = tf.constant(init)
+                states = self._initial_means(v0)
+            out = self._sample_fn(states, v0, tf.constant(mask), tf.constant(steps),
+                                  bool(means))
+        finally:
+            gen.state.assign(saved)
+        return out.numpy()
+
+    @tf.function(reduce_retracing=True)
+    def _sample_fn(self, states, v0, mask, steps, means):
+        def body(i, *states):
+            out = self._gibbs_sweep(list(states), self.seed_generator, mask, v0)
+            return (i + 1, *out)
+
+        out = list(tf.while_loop(lambda i, *_: i < steps, body, (tf.constant(0), *states))[1:])
+        if not means:
+            return out[0]
+        mean = self.unit_layers[0].mean(self.layer_input(out, 0))
+        return mask * v0 + (1.0 - mask) * mean
 
 def _unit_layer_like(layer, name):
     """A fresh, unbuilt copy of a units layer's configuration."""

@@ -1,0 +1,219 @@
+"""Boltzmann machines as `keras.Sequential` classifiers (discriminative fine-tuning).
+
+`to_sequential(model, num_classes)` returns a plain Keras classifier that takes raw
+inputs, whose hidden Dense layers start from the generative weights:
+
+- RBM: ``Dense(n_hidden)`` with the RBM's ``W`` and hidden bias (the up-pass), then a
+  softmax output layer.
+- DBM (Salakhutdinov & Hinton 2009, section 5): a `MeanFieldAugmentation` layer runs
+  mean-field in the DBM and outputs the data joined with the approximate posterior of
+  the second hidden layer, ``[v, q(h_2)]``; the first Dense layer gets both halves of
+  the first hidden layer's input (``W_1`` and ``W_2'``), the later ones ``W_l``. The
+  augmentation layer is frozen (the posterior stays the generative model's), the
+  Dense layers are trainable.
+
+The result compiles, fits and exports (``model.export(path)``) with plain Keras calls.
+"""
+
+import keras
+import tensorflow as tf
+
+from tfboltz import units as units_lib
+from tfboltz import validation
+
+
+@keras.saving.register_keras_serializable(package="tfboltz")
+class GroupSoftmax(keras.layers.Layer):
+    """Softmax over consecutive groups of `group_size` features (a softmax unit layer's
+    mean); the features' count must be a multiple of `group_size`."""
+
+    def __init__(self, group_size, **kwargs):
+        super().__init__(**kwargs)
+        self.group_size = validation.positive_int("group_size", group_size)
+
+    def call(self, inputs):
+        n = inputs.shape[-1]
+        grouped = tf.reshape(inputs, (-1, n // self.group_size, self.group_size))
+        return tf.reshape(tf.nn.softmax(grouped, axis=-1), (-1, n))
+
+    def get_config(self):
+        return {**super().get_config(), "group_size": self.group_size}
+
+
+@keras.saving.register_keras_serializable(package="tfboltz")
+class MeanFieldAugmentation(keras.layers.Layer):
+    """``[v, q(h_2)]``: visible rows joined with a DBM's mean-field posterior means of
+    its second hidden layer.
+
+    The layer carries its own (frozen) copy of the DBM's weights and runs
+    `n_iter` mean-field iterations at most, stopping early once no mean moves by more
+    than `tol`, exactly as `DBM.mean_field` does.
+
+    Args:
+        layer_sizes: the DBM's layer sizes.
+        visible: the DBM's visible units (a units layer or its serialized config).
+        top: the DBM's top units.
+        n_iter: mean-field iterations at most.
+        tol: convergence tolerance.
+    """
+
+    def __init__(self, layer_sizes, visible, top, n_iter=10, tol=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.layer_sizes = [int(n) for n in layer_sizes]
+        self.n_iter = validation.positive_int("n_iter", n_iter)
+        self.tol = validation.non_negative_float("tol", tol)
+        n = len(self.layer_sizes)
+        self.unit_layers = (
+            [units_lib.get(visible, self.layer_sizes[0], name="layer_0")]
+            + [units_lib.get("bernoulli", size, name=f"layer_{i}")
+               for i, size in enumerate(self.layer_sizes[1:-1], start=1)]
+            + [units_lib.get(top, self.layer_sizes[-1], name=f"layer_{n - 1}")])
+        self.trainable = False
+
+    def build(self, input_shape=None):
+        for layer, size in zip(self.unit_layers, self.layer_sizes):
+            if not layer.built:
+                layer.build((None, size))
+        self.kernels = [self.add_weight(shape=(a, b), initializer="zeros", trainable=False,
+                                        name=f"kernel_{i + 1}")
+                        for i, (a, b) in enumerate(zip(self.layer_sizes, self.layer_sizes[1:]))]
+        # Frozen: the posterior stays the generative model's (set on each unit layer;
+        # Keras does not pass a parent's setting on to layers it rebuilt from config).
+        for layer in self.unit_layers:
+            layer.trainable = False
+            for var in layer.weights:
+                var.trainable = False
+        self.trainable = False
+        self.built = True
+
+    def call(self, inputs):
+        from tfboltz.dbm import mean_field_means
+
+        v = tf.cast(inputs, self.kernels[0].dtype)
+        means, _ = mean_field_means(self.unit_layers, self.kernels, v, self.n_iter,
+                                    tf.constant(self.tol, v.dtype))
+        return tf.concat([v, means[2]], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.layer_sizes[0] + self.layer_sizes[2])
+
+    def get_config(self):
+        return {
+            **super().get_config(), "layer_sizes": self.layer_sizes,
+            "visible": keras.saving.serialize_keras_object(self.unit_layers[0]),
+            "top": keras.saving.serialize_keras_object(self.unit_layers[-1]),
+            "n_iter": self.n_iter, "tol": self.tol,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("visible", "top"):
+            if isinstance(config[key], dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+    @classmethod
+    def from_dbm(cls, dbm, n_iter=None, tol=None):
+        """The augmentation layer of `dbm`, with a copy of its current weights."""
+        layer = cls(dbm.layer_sizes, keras.saving.serialize_keras_object(dbm.unit_layers[0]),
+                    keras.saving.serialize_keras_object(dbm.unit_layers[-1]),
+                    n_iter=dbm.n_mean_field if n_iter is None else n_iter,
+                    tol=dbm.mean_field_tol if tol is None else tol, name="mean_field_augmentation")
+        layer.build((None, dbm.n_visible))
+        for dst_layer, src_layer in zip(layer.unit_layers, dbm.unit_layers):
+            for dst, src in zip(dst_layer.weights, src_layer.weights):
+                dst.assign(src)
+        for dst, src in zip(layer.kernels, dbm.kernels):
+            dst.assign(src)
+        return layer
+
+
+def _activation_layers(units_layer, name):
+    """The Keras layers after a Dense layer that give these units' mean."""
+    if isinstance(units_layer, units_lib.BernoulliUnits):
+        return "sigmoid", []
+    if isinstance(units_layer, units_lib.NReLUUnits):
+        return "relu", []
+    if isinstance(units_layer, units_lib.SoftmaxUnits):
+        return None, [GroupSoftmax(units_layer._group, name=f"{name}_softmax")]
+    raise ValueError("Expected Bernoulli, NReLU or softmax hidden units for a classifier. "
+                     f"Received: {type(units_layer).__name__}")
+
+
+def _hidden_dense(units_layer, kernel, bias, name):
+    activation, extra = _activation_layers(units_layer, name)
+    dense = keras.layers.Dense(kernel.shape[1], activation=activation, name=name)
+    dense.build((None, kernel.shape[0]))
+    dense.kernel.assign(kernel)
+    dense.bias.assign(bias)
+    return [dense, *extra]
+
+
+def _visible_scaled(visible_layer, kernel):
+    """``W`` with the rows divided by the visible scale (``v / sigma`` for Gaussian
+    units), so that a Dense layer on raw inputs computes ``scale(v) W``."""
+    if isinstance(visible_layer, units_lib.GaussianUnits):
+        return kernel / tf.reshape(visible_layer.std(), (-1, 1))
+    return kernel
+
+
+def to_sequential(model, num_classes, dropout=0.0, n_mean_field=None, name=None):
+    """A `keras.Sequential` classifier initialised from a trained RBM or DBM.
+
+    Args:
+        model: a trained `tfboltz.RBM` or `tfboltz.DBM`.
+        num_classes: size of the softmax output layer (initialised at random).
+        dropout: dropout rate before each Dense layer (0 disables it).
+        n_mean_field: mean-field iterations of a DBM's augmentation layer (default:
+            the DBM's `n_mean_field`).
+        name: the Sequential's name.
+
+    Returns:
+        An uncompiled `keras.Sequential` taking raw input rows.
+
+    Example:
+        >>> clf = dbm.to_sequential(num_classes=10)
+        >>> clf.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+        ...             metrics=["accuracy"])
+        >>> clf.fit(x_train, y_train, epochs=10)
+        >>> clf.export("out/savedmodel")
+    """
+    from tfboltz.dbm import DBM
+    from tfboltz.rbm import RBM
+
+    num_classes = validation.positive_int("num_classes", num_classes)
+    dropout = validation.non_negative_float("dropout", dropout)
+    if dropout >= 1:
+        raise ValueError(f"Expected `dropout` in [0, 1). Received: dropout={dropout!r}")
+    if not isinstance(model, (RBM, DBM)):
+        raise ValueError("Expected an RBM or a DBM to turn into a classifier. "
+                         f"Received: {type(model).__name__}")
+    layers = [keras.Input((model.n_visible,), name="inputs")]
+
+    def add_dense(units_layer, kernel, bias, layer_name):
+        if dropout:
+            layers.append(keras.layers.Dropout(dropout, name=f"{layer_name}_dropout"))
+        layers.extend(_hidden_dense(units_layer, kernel, bias, layer_name))
+
+    if isinstance(model, RBM):
+        if model.visible_copies != 1 or model.hidden_copies != 1:
+            raise ValueError("Expected an RBM without copied units for a classifier. "
+                             f"Received: visible_copies={model.visible_copies}, "
+                             f"hidden_copies={model.hidden_copies}")
+        add_dense(model.hidden_layer, _visible_scaled(model.visible_layer, model.kernel),
+                  model.hidden_layer.bias, "hidden_1")
+    else:
+        aug = MeanFieldAugmentation.from_dbm(model, n_iter=n_mean_field)
+        layers.append(aug)
+        ul, ks = model.unit_layers, model.kernels
+        # h_1's input: scale(v) W_1 + q(h_2) W_2' (q(h_2) of a Bernoulli/softmax layer is
+        # its own scale).
+        first = tf.concat([_visible_scaled(ul[0], ks[0]), tf.transpose(ks[1])], axis=0)
+        add_dense(ul[1], first, ul[1].bias, "hidden_1")
+        for i in range(2, len(ul)):
+            add_dense(ul[i], ks[i - 1], ul[i].bias, f"hidden_{i}")
+    if dropout:
+        layers.append(keras.layers.Dropout(dropout, name="output_dropout"))
+    layers.append(keras.layers.Dense(num_classes, activation="softmax", name="output"))
+    return keras.Sequential(layers, name=name)
