@@ -66,6 +66,8 @@ def main(argv=None):
         state = json.loads(state_path.read_text())
         dbm = keras.saving.load_model(args.out / "model.keras")
         print(f"resuming after {state['epochs_done']} joint epochs")
+        state.setdefault("resumed_with", []).append(
+            {"epochs_done": state["epochs_done"], **{k: str(v) for k, v in vars(args).items()}})
     else:
         state = {"args": {k: str(v) for k, v in vars(args).items()}, "epochs_done": 0,
                  "pretrain_seconds": None, "joint_seconds": 0.0}
