@@ -124,6 +124,9 @@ class DBM(EnergyModel):
         self.seed_generator = keras.random.SeedGenerator(seed, name="dbm_seed_generator")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_error")
         self.mean_field_steps_tracker = keras.metrics.Mean(name="mean_field_steps")
+        # Particle statistics: the mean state of each layer over the fantasy particles.
+        self.particle_trackers = [keras.metrics.Mean(name=f"particles_mean_{i}")
+                                  for i in range(len(self.layer_sizes))]
         self.build((None, self.n_visible))
 
     @property
@@ -159,7 +162,8 @@ class DBM(EnergyModel):
 
     @property
     def metrics(self):
-        return [self.reconstruction_tracker, self.mean_field_steps_tracker]
+        return [self.reconstruction_tracker, self.mean_field_steps_tracker,
+                *self.particle_trackers]
 
     # Conditionals ------------------------------------------------------------------
 
@@ -269,6 +273,8 @@ class DBM(EnergyModel):
         recon = layers[0].mean(self.layer_input(pos, 0))
         self.reconstruction_tracker.update_state(tf.reduce_mean(tf.square(v - recon), -1))
         self.mean_field_steps_tracker.update_state(tf.cast(steps, v.dtype))
+        for tracker, state in zip(self.particle_trackers, neg):
+            tracker.update_state(tf.reduce_mean(state))
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
@@ -277,7 +283,7 @@ class DBM(EnergyModel):
         recon = self.unit_layers[0].mean(self.layer_input(pos, 0))
         self.reconstruction_tracker.update_state(tf.reduce_mean(tf.square(v - recon), -1))
         self.mean_field_steps_tracker.update_state(tf.cast(steps, v.dtype))
-        return {m.name: m.result() for m in self.metrics}
+        return {m.name: m.result() for m in self.metrics[:2]}
 
     # Sampling ------------------------------------------------------------------------
 
