@@ -34,3 +34,32 @@ def test_tile_images_layout():
     grid = tb.viz.tile_images(np.arange(6 * 4, dtype="f4").reshape(6, 4), (2, 2), n_cols=3)
     assert grid.shape == (2 * 3 + 1, 3 * 3 + 1)
     assert grid.min() == 0.0 and grid.max() == 1.0
+
+
+def test_every_command_has_help():
+    for command in ("list", "fetch", "eval", "finetune", "sample", "train", "version"):
+        out = subprocess.run([sys.executable, "-m", "tfboltz.cli", command, "--help"],
+                             capture_output=True, text=True, check=True).stdout
+        assert f"tfboltz {command}" in out
+
+
+def test_cli_sample_writes_a_png(tmp_path, digits, capsys):
+    import matplotlib.image
+
+    x, _ = digits
+    dbm = tb.DBM([64, 12, 8], seed=0)
+    tb.pretrain_dbm(dbm, x, epochs=2, verbose=0)
+    dbm.save(tmp_path / "dbm.keras")
+    out = tmp_path / "s.png"
+    assert cli.main(["sample", str(tmp_path / "dbm.keras"), "--n", "16", "--steps", "10",
+                     "--out", str(out)]) == 0
+    img = matplotlib.image.imread(out)
+    assert img.shape[0] > 100 and img[..., :3].std() > 0.01
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_cli_reports_a_missing_file():
+    import pytest
+
+    with pytest.raises(SystemExit, match="no such model file"):
+        cli.main(["sample", "nowhere/missing.keras"])

@@ -1,6 +1,6 @@
 """tfboltz: Boltzmann machines as Keras 3 models."""
 
-from tfboltz import ais, callbacks, classifier, data, units, viz
+from tfboltz import ais, callbacks, classifier, data, experiments, units, viz
 from tfboltz.base import TrainingDivergedError
 from tfboltz.dbm import DBM, pretrain_dbm
 from tfboltz.rbm import RBM
@@ -8,6 +8,6 @@ from tfboltz.rbm import RBM
 __version__ = "0.1.0"
 
 __all__ = [
-    "DBM", "RBM", "pretrain_dbm", "TrainingDivergedError", "ais", "callbacks", "classifier", "data", "units", "viz",
-    "__version__",
+    "DBM", "RBM", "TrainingDivergedError", "ais", "callbacks", "classifier", "data",
+    "experiments", "pretrain_dbm", "units", "viz", "__version__",
 ]

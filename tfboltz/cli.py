@@ -1,29 +1,125 @@
 """The `tfboltz` command line.
 
+    tfboltz list                         the zoo's models
+    tfboltz fetch [NAME ...]             download and verify weight files
+    tfboltz eval NAME|FILE.keras         AIS log Z, test log-likelihood or ELBO, probe
+    tfboltz finetune NAME|FILE.keras     to_sequential, fit, test error, SavedModel
+    tfboltz sample NAME|FILE.keras       PNG grid of fantasies
+    tfboltz train NAME                   run a model card's recipe
     tfboltz version
-    tfboltz eval MODEL.keras [--n-betas 20000] [--n-chains 100]
 
-More commands (list, fetch, finetune, sample, train) arrive with the model zoo.
+A model is named by its zoo name (its verified pretrained weights) or by a `.keras`
+file. `tfboltz COMMAND --help` describes each command.
 """
 
 import argparse
+import json
 import os
+import subprocess
 import sys
+from pathlib import Path
+
+
+def _load(spec):
+    """A model from a zoo name or a .keras file."""
+    import keras
+
+    if spec.endswith(".keras") or os.path.sep in spec:
+        if not Path(spec).is_file():
+            raise SystemExit(f"tfboltz: no such model file: {spec}")
+        return keras.saving.load_model(spec)
+    from tfboltz import zoo
+
+    try:
+        return zoo.load(spec, pretrained=True)
+    except (zoo.FetchError, ValueError) as e:
+        raise SystemExit(f"tfboltz: {e}") from None
+
+
+def _list(args):
+    from tfboltz import zoo
+
+    for name in zoo.list_models():
+        card = zoo.get_card(name)
+        state = "weights published" if card["weights_published"] else "weights not published"
+        print(f"{name:18s} {card['version']:8s} {card['parameters']:>10,d} parameters  "
+              f"({state})  {card['description']}")
+
+
+def _fetch(args):
+    from tfboltz import zoo
+
+    names = args.names or [n for n in zoo.list_models() if zoo.get_card(n)["weights_published"]]
+    failed = 0
+    for name in names:
+        try:
+            zoo.fetch(name, cache_dir=args.cache_dir, base_url=args.base_url,
+                      timeout=args.timeout)
+        except (zoo.FetchError, ValueError) as e:
+            print(f"tfboltz fetch: {e}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
 
 
 def _eval(args):
-    import keras
+    from tfboltz import experiments
 
-    import tfboltz as tb
+    model = _load(args.model)
+    result = experiments.evaluate_mnist(model, n_chains=args.n_chains, n_betas=args.n_betas,
+                                        seed=args.seed, probe=not args.no_probe)
+    print(f"log Z = {result['log_z']:.3f} ({result['log_z_low']:.3f}, "
+          f"{result['log_z_high']:.3f}) by AIS, {args.n_chains} chains, {args.n_betas} betas")
+    if "test_elbo" in result:
+        print(f"average test ELBO = {result['test_elbo']:.2f} nats")
+    else:
+        print(f"average test log-likelihood = {result['test_log_likelihood']:.2f} nats")
+    if "probe_accuracy" in result:
+        print(f"linear probe test accuracy = {100 * result['probe_accuracy']:.2f}%")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": args.model, **result}, indent=1))
 
-    model = keras.saving.load_model(args.model)
-    x_train, _ = tb.data.load_mnist("train", binarize="stochastic", seed=0)
-    x_test, _ = tb.data.load_mnist("test", binarize="stochastic", seed=0)
-    est = tb.ais.log_partition(model, n_chains=args.n_chains, n_betas=args.n_betas,
-                               seed=args.seed, data=x_train)
-    ll = tb.ais.log_likelihood(model, x_test, est)
-    print(f"log Z = {est.log_z:.3f} ({est.log_z_low:.3f}, {est.log_z_high:.3f})")
-    print(f"average test log-likelihood = {ll.mean():.3f} nats")
+
+def _finetune(args):
+    from tfboltz import experiments
+
+    model = _load(args.model)
+    result = experiments.finetune_mnist(model, args.out, epochs=args.epochs, lr=args.lr,
+                                        dropout=args.dropout, n_train=args.n_train,
+                                        seed=args.seed)
+    print(f"test error {result['test_error_percent']:.2f}% (best epoch {result['best_epoch']} "
+          f"of {args.epochs}); SavedModel {Path(args.out) / 'savedmodel'} reloaded in a fresh "
+          f"process: same labels = {result['savedmodel_same_labels']}")
+    return 0 if result["savedmodel_same_labels"] else 1
+
+
+def _sample(args):
+    import numpy as np
+
+    from tfboltz import viz
+
+    model = _load(args.model)
+    side = int(round(np.sqrt(model.n_visible)))
+    if side * side != model.n_visible:
+        raise SystemExit(f"tfboltz sample: {model.n_visible} visible units are not a square "
+                         "image; use the Python API")
+    images = model.sample(args.n, steps=args.steps, seed=args.seed)
+    path = viz.save_image_grid(images, args.out, (side, side),
+                               title=f"{args.n} fantasies after {args.steps} Gibbs sweeps")
+    print(f"wrote {path}")
+
+
+def _train(args):
+    from tfboltz import zoo
+
+    card = zoo.get_card(args.name)
+    root = Path(__file__).resolve().parent.parent
+    script = root / card["recipe"]["script"]
+    if not script.is_file():
+        raise SystemExit(f"tfboltz train: the recipe {card['recipe']['script']} is not here; "
+                         "recipes run from a source checkout of tfboltz")
+    cmd = [sys.executable, str(script), *card["recipe"]["args"], *args.extra]
+    print("running:", " ".join(cmd))
+    return subprocess.call(cmd, cwd=root)
 
 
 def _version(args):
@@ -35,20 +131,73 @@ def _version(args):
     print(f"tfboltz {tfboltz.__version__} (TensorFlow {tf.__version__}, Keras {keras.__version__})")
 
 
-def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    parser = argparse.ArgumentParser(prog="tfboltz", description="Boltzmann machines in Keras")
+def build_parser():
+    parser = argparse.ArgumentParser(prog="tfboltz", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print versions").set_defaults(func=_version)
-    ev = sub.add_parser("eval", help="AIS log Z and MNIST test log-likelihood of an RBM")
-    ev.add_argument("model", help="a .keras file of a 784-visible RBM")
-    ev.add_argument("--n-betas", type=int, default=20000)
-    ev.add_argument("--n-chains", type=int, default=100)
-    ev.add_argument("--seed", type=int, default=0)
-    ev.set_defaults(func=_eval)
-    args = parser.parse_args(argv)
-    args.func(args)
-    return 0
+    sub.add_parser("list", help="list the zoo's models").set_defaults(func=_list)
+
+    p = sub.add_parser("fetch", help="download and verify weight files",
+                       description="Download the weight files of zoo models (default: all with "
+                                   "published weights). A file already present with the right "
+                                   "sha256 is kept; downloads go to a temporary name, are "
+                                   "verified, then moved into place.")
+    p.add_argument("names", nargs="*", help="model names (default: all published)")
+    p.add_argument("--base-url", help="download from here instead of the cards' URLs "
+                                      "(also: TFBOLTZ_BASE_URL)")
+    p.add_argument("--cache-dir", help="where weight files go (also: TFBOLTZ_MODELS)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    p.set_defaults(func=_fetch)
+
+    p = sub.add_parser("eval", help="AIS log Z, test log-likelihood (RBM) or ELBO (DBM), probe",
+                       description="Measure an MNIST model: AIS log Z with its interval, the "
+                                   "average test log-likelihood (RBM) or ELBO (DBM) on the test "
+                                   "set binarised with seed 0, and a linear probe's accuracy.")
+    p.add_argument("model", help="zoo name or .keras file")
+    p.add_argument("--n-betas", type=int, default=20000)
+    p.add_argument("--n-chains", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-probe", action="store_true", help="skip the linear probe")
+    p.add_argument("--json", help="write the figures to this file")
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("finetune", help="fine-tune as a keras.Sequential, export a SavedModel",
+                       description="Turn the model into a keras.Sequential classifier "
+                                   "(to_sequential), fit it on MNIST, report the test error, "
+                                   "export a SavedModel and check it in a fresh process.")
+    p.add_argument("model", help="zoo name or .keras file")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--n-train", type=int, default=None, help="labelled rows to use")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/finetune", help="output directory")
+    p.set_defaults(func=_finetune)
+
+    p = sub.add_parser("sample", help="PNG grid of fantasies",
+                       description="Draw fantasies by Gibbs sampling from noise and save them "
+                                   "as a PNG grid.")
+    p.add_argument("model", help="zoo name or .keras file")
+    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--steps", type=int, default=1000, help="Gibbs sweeps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="samples.png")
+    p.set_defaults(func=_sample)
+
+    p = sub.add_parser("train", help="run a model card's recipe",
+                       description="Run the recipe (script and arguments) of a zoo model card "
+                                   "from a source checkout; extra arguments are passed on.")
+    p.add_argument("name", help="zoo name")
+    p.add_argument("extra", nargs=argparse.REMAINDER, help="extra arguments for the script")
+    p.set_defaults(func=_train)
+    return parser
+
+
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    args = build_parser().parse_args(argv)
+    return args.func(args) or 0
 
 
 if __name__ == "__main__":

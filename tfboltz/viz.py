@@ -21,16 +21,15 @@ def tile_images(images, image_shape, n_cols=None, pad=1):
     return grid
 
 
-def plot_filters(kernel, path, image_shape=(28, 28), n=100, title=None):
-    """Save the first `n` filters (columns of ``W``) as image tiles to `path` (PNG)."""
+def save_image_grid(images, path, image_shape, n_cols=None, title=None):
+    """Save rows of `images` (each reshaped to `image_shape`) as one PNG grid at `path`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    kernel = np.asarray(kernel)
-    grid = tile_images(kernel[:, :n].T, image_shape)
-    fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
+    grid = tile_images(images, image_shape, n_cols=n_cols)
+    fig, ax = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1]), dpi=100)
     ax.imshow(grid, cmap="gray", interpolation="nearest")
     ax.set_axis_off()
     if title:
@@ -38,3 +37,9 @@ def plot_filters(kernel, path, image_shape=(28, 28), n=100, title=None):
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def plot_filters(kernel, path, image_shape=(28, 28), n=100, title=None):
+    """Save the first `n` filters (columns of ``W``) as image tiles to `path` (PNG)."""
+    kernel = np.asarray(kernel)
+    return save_image_grid(kernel[:, :n].T, path, image_shape, title=title)
