@@ -1,0 +1,180 @@
+"""MNIST measurements shared by the scripts and the CLI: likelihood, probe, fine-tuning.
+
+The conventions behind every figure in the README:
+
+- Likelihood: AIS log Z with the base-rate proposal fitted to the training images
+  binarised with seed 0; the test set is the 10,000 MNIST test images binarised with
+  seed 0. RBMs report the average test log-likelihood, DBMs the average test ELBO
+  (mean-field posterior, 30 iterations).
+- Linear probe: softmax regression (Keras) on standardised features of the grey-level
+  images (RBM: hidden means; DBM: the mean-field means of all hidden layers), the
+  epoch picked on the last 5,000 training images.
+- Fine-tuning: `to_sequential(10)`, Adam, the epoch picked on the last 5,000 training
+  images, scored once on the test set, exported as a SavedModel and reloaded in a
+  fresh process.
+"""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from tfboltz import ais, classifier, data, validation
+
+
+def features(model, x, n_mean_field=30, batch_size=1000):
+    """Features of rows `x`: an RBM's hidden means, or a DBM's mean-field means of all
+    hidden layers side by side."""
+    from tfboltz.dbm import DBM
+
+    if isinstance(model, DBM):
+        return np.concatenate(model.mean_field(x, n_iter=n_mean_field, batch_size=batch_size)[1:],
+                              axis=1)
+    return model.transform(x, batch_size=batch_size)
+
+
+def linear_probe(f_train, y_train, f_test, y_test, epochs=20, n_val=5000, seed=0):
+    """Test accuracy of softmax regression on standardised features.
+
+    Fitted with Adam on all but the last `n_val` training rows; the epoch with the
+    best accuracy on those rows is kept.
+    """
+    mean, std = f_train.mean(0), f_train.std(0) + 1e-6
+    f_train, f_test = (f_train - mean) / std, (f_test - mean) / std
+    keras.utils.set_random_seed(seed)
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    probe = keras.Sequential([keras.Input((f_train.shape[1],)),
+                              keras.layers.Dense(n_classes, activation="softmax")])
+    probe.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    n = len(f_train) - n_val
+    probe.fit(f_train[:n], y_train[:n], validation_data=(f_train[n:], y_train[n:]),
+              batch_size=100, epochs=epochs, verbose=0,
+              callbacks=[keras.callbacks.EarlyStopping("val_accuracy", patience=epochs,
+                                                       restore_best_weights=True)])
+    return float(probe.evaluate(f_test, y_test, batch_size=1000, verbose=0)[1])
+
+
+def evaluate_mnist(model, n_chains=100, n_betas=20000, seed=0, probe=True, n_mean_field=30,
+                   verbose=1):
+    """Likelihood (and linear-probe accuracy) of an MNIST RBM or DBM; a dict of figures."""
+    from tfboltz.dbm import DBM
+
+    x_train, _ = data.load_mnist("train", binarize="stochastic", seed=0)
+    x_test, _ = data.load_mnist("test", binarize="stochastic", seed=0)
+    t0 = time.time()
+    est = ais.log_partition(model, n_chains=n_chains, n_betas=n_betas, seed=seed, data=x_train,
+                            verbose=verbose)
+    out = {"log_z": est.log_z, "log_z_low": est.log_z_low, "log_z_high": est.log_z_high,
+           "n_chains": n_chains, "n_betas": n_betas, "ais_seconds": time.time() - t0}
+    if isinstance(model, DBM):
+        out["test_elbo"] = float(ais.elbo(model, x_test, est, n_iter=n_mean_field).mean())
+    else:
+        out["test_log_likelihood"] = float(ais.log_likelihood(model, x_test, est).mean())
+    if probe:
+        g_train, y_train = data.load_mnist("train")
+        g_test, y_test = data.load_mnist("test")
+        t0 = time.time()
+        out["probe_accuracy"] = linear_probe(features(model, g_train), y_train,
+                                             features(model, g_test), y_test)
+        out["probe_seconds"] = time.time() - t0
+    return out
+
+
+def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0.0, n_val=5000,
+                   n_train=None, seed=0, verbose=2):
+    """Fine-tune `model.to_sequential(10)` on MNIST, export it, check the export.
+
+    A DBM classifier's first layer (the mean-field augmentation) is frozen, so its
+    output is computed once and the trainable layers are fitted on it: the same
+    model and the same updates without rerunning mean-field every epoch.
+
+    Args:
+        model: a trained RBM or DBM with 784 visible units.
+        out_dir: where ``classifier.keras``, ``savedmodel/`` and ``result.json`` go.
+        epochs: training epochs (the best on the held-out rows is kept).
+        lr: Adam learning rate.
+        dropout: dropout before each Dense layer.
+        n_val: training rows held out to pick the epoch.
+        n_train: labelled rows to use, from the start of the training set (default:
+            all but the held-out rows); the held-out rows are then the next `n_val`
+            rows, or a tenth of `n_train` when that is smaller.
+        seed: seed of the classifier's output layer and the data order.
+
+    Returns:
+        A dict of figures (also written to ``result.json``).
+    """
+    epochs = validation.positive_int("epochs", epochs)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(seed)
+    x, y = data.load_mnist("train")
+    x_test, y_test = data.load_mnist("test")
+    if n_train is None:
+        n_fit, n_held = len(x) - n_val, n_val
+    else:
+        n_fit = validation.positive_int("n_train", n_train)
+        n_held = min(n_val, max(1, n_fit // 10))
+        n_fit -= n_held
+    clf = model.to_sequential(10, dropout=dropout)
+    first = clf.layers[0]
+    t0 = time.time()
+    if isinstance(first, classifier.MeanFieldAugmentation):
+        def run_first(rows):
+            return np.concatenate([first(rows[i:i + 1000]).numpy()
+                                   for i in range(0, len(rows), 1000)])
+        f = run_first(x[:n_fit + n_held])
+        head = keras.Sequential([keras.Input((f.shape[1],)), *clf.layers[1:]])
+    else:
+        f, head = x[:n_fit + n_held], clf
+    t_first = time.time() - t0
+    head.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
+                 metrics=["accuracy"])
+    t0 = time.time()
+    hist = head.fit(f[:n_fit], y[:n_fit], batch_size=batch_size, epochs=epochs,
+                    validation_data=(f[n_fit:], y[n_fit:n_fit + n_held]), verbose=verbose,
+                    callbacks=[keras.callbacks.EarlyStopping(
+                        "val_accuracy", patience=epochs, restore_best_weights=True)])
+    t_fit = time.time() - t0
+    clf.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    acc = float(clf.evaluate(x_test, y_test, batch_size=1000, verbose=0)[1])
+    best = int(np.argmax(hist.history["val_accuracy"]))
+    tmp = out_dir / "classifier.tmp.keras"
+    clf.save(tmp)
+    tmp.replace(out_dir / "classifier.keras")
+    saved = out_dir / "savedmodel"
+    clf.export(str(saved), verbose=False)
+    check = check_savedmodel(saved, x_test, clf.predict(x_test, batch_size=1000, verbose=0))
+    result = {
+        "test_error_percent": 100 * (1 - acc), "test_accuracy_percent": 100 * acc,
+        "n_train": n_fit, "n_val": n_held, "best_epoch": best + 1,
+        "val_accuracy": float(hist.history["val_accuracy"][best]), "epochs": epochs, "lr": lr,
+        "dropout": dropout, "batch_size": batch_size, "seed": seed,
+        "first_layer_seconds": t_first, "fit_seconds": t_fit, **check,
+    }
+    (out_dir / "result.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def check_savedmodel(path, x, expected):
+    """Reload a SavedModel in a fresh Python process and compare its predictions."""
+    path = Path(path)
+    x_file, pred_file = path.parent / "check_x.npy", path.parent / "check_pred.npy"
+    np.save(x_file, x)
+    code = ("import numpy as np, tensorflow as tf\n"
+            f"m = tf.saved_model.load({str(path)!r})\n"
+            f"x = np.load({str(x_file)!r})\n"
+            f"np.save({str(pred_file)!r}, m.serve(tf.constant(x)).numpy())\n")
+    try:
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+        reloaded = np.load(pred_file)
+    finally:
+        x_file.unlink(missing_ok=True)
+        pred_file.unlink(missing_ok=True)
+    return {"savedmodel_same_labels": bool(np.array_equal(reloaded.argmax(1),
+                                                          expected.argmax(1))),
+            "savedmodel_max_abs_diff": float(np.abs(reloaded - expected).max())}
