@@ -76,8 +76,9 @@ def main(argv=None):
                      l2=args.l2, seed=args.seed)
         x_bin = (np.random.default_rng(args.seed).random(x.shape) < x).astype("float32")
         t0 = time.time()
-        tb.pretrain_dbm(dbm, x_bin, epochs=(args.pretrain_epochs[0] if len(args.pretrain_epochs) == 1
-                                else args.pretrain_epochs), batch_size=args.batch_size,
+        epochs = args.pretrain_epochs
+        tb.pretrain_dbm(dbm, x_bin, epochs=epochs[0] if len(epochs) == 1 else epochs,
+                        batch_size=args.batch_size,
                         optimizer=lambda: keras.optimizers.SGD(args.pretrain_lr, momentum=0.9),
                         l2=args.l2, verbose=2)
         state["pretrain_seconds"] = time.time() - t0

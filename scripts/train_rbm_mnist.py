@@ -16,7 +16,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 import tfboltz as tb
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import tfboltz as tb
 from tfboltz import data
 
 # ---------------------------------------------------------------------------
@@ -527,3 +528,43 @@ def test_real_mnist_test_split():
     assert 0.0 <= x.min() and x.max() <= 1.0
     assert set(np.unique(y)) == set(range(10))
     assert y[:5].tolist() == [7, 2, 1, 0, 4]
+
+
+def test_cifar_preprocessing_removes_the_weakest_directions(tmp_path):
+    x, y = tb.data.synthetic_cifar10(300, seed=0)
+    assert x.shape == (300, 3072) and x.min() >= 0 and x.max() <= 1 and set(y) <= set(range(10))
+    prep = tb.data.SmoothAndStandardize(n_removed=3072 - 50).fit(x)
+    z = prep.transform(x)
+    np.testing.assert_allclose(z.mean(0), 0, atol=1e-3)
+    np.testing.assert_allclose(z.std(0), 1, atol=1e-2)
+    assert np.linalg.matrix_rank(z - z.mean(0), tol=1e-3) <= 50  # only 50 directions left
+    prep.save(tmp_path / "p.npz")
+    np.testing.assert_allclose(tb.data.SmoothAndStandardize.load(tmp_path / "p.npz")
+                               .transform(x[:5]), z[:5], atol=1e-5)
+    # Many rows: the scatter-matrix route agrees with the SVD route.
+    small = np.random.default_rng(0).normal(size=(40, 6))
+    a = tb.data.SmoothAndStandardize(2).fit(small).transform(small)
+    b = tb.data.SmoothAndStandardize(2).fit(small[:5]).transform(small[:5])
+    assert a.shape == (40, 6) and b.shape == (5, 6)
+    with pytest.raises(ValueError, match="n_removed"):
+        tb.data.SmoothAndStandardize(6).fit(small)
+
+
+def test_cifar_recipe_runs_end_to_end_on_synthetic_images(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    import keras
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "train_dbm_cifar10.py"
+    spec = importlib.util.spec_from_file_location("train_dbm_cifar10", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(["--synthetic", "200", "--layer-sizes", "3072", "30", "20", "--top-group", "10",
+                 "--pretrain-epochs", "1", "--epochs", "1", "--batch-size", "50",
+                 "--n-chains", "20", "--out", str(tmp_path)])
+    dbm = keras.saving.load_model(tmp_path / "model.keras")
+    assert isinstance(dbm.unit_layers[0], tb.units.GaussianUnits)
+    assert isinstance(dbm.unit_layers[-1], tb.units.SoftmaxUnits)
+    assert all(np.all(np.isfinite(w.numpy())) for w in dbm.weights)
+    assert (tmp_path / "preprocess.npz").exists()
