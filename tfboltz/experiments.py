@@ -94,7 +94,8 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
     model and the same updates without rerunning mean-field every epoch.
 
     Args:
-        model: a trained RBM or DBM with 784 visible units.
+        model: a trained RBM or DBM with 784 visible units, or a ready
+            `keras.Sequential` classifier (e.g. a randomly initialised baseline).
         out_dir: where ``classifier.keras``, ``savedmodel/`` and ``result.json`` go.
         epochs: training epochs (the best on the held-out rows is kept).
         lr: Adam learning rate.
@@ -120,7 +121,8 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         n_fit = validation.positive_int("n_train", n_train)
         n_held = min(n_val, max(1, n_fit // 10))
         n_fit -= n_held
-    clf = model.to_sequential(10, dropout=dropout)
+    clf = (model if isinstance(model, keras.Sequential)
+           else model.to_sequential(10, dropout=dropout))
     first = clf.layers[0]
     t0 = time.time()
     if isinstance(first, classifier.MeanFieldAugmentation):
