@@ -9,7 +9,11 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["tfboltz", "tfboltz.*"]),
+    # The model cards live in the top-level zoo/ directory and install as the package
+    # data `tfboltz.zoo_cards`, read by tfboltz.zoo through importlib.resources.
+    packages=find_packages(include=["tfboltz", "tfboltz.*"]) + ["tfboltz.zoo_cards"],
+    package_dir={"tfboltz.zoo_cards": "zoo"},
+    package_data={"tfboltz.zoo_cards": ["*.json"]},
     install_requires=[
         "tensorflow==2.21.0",
         "keras>=3.12,<4",

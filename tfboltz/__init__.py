@@ -1,6 +1,6 @@
 """tfboltz: Boltzmann machines as Keras 3 models."""
 
-from tfboltz import ais, callbacks, classifier, data, experiments, units, viz
+from tfboltz import ais, callbacks, classifier, data, experiments, units, viz, zoo
 from tfboltz.base import TrainingDivergedError
 from tfboltz.dbm import DBM, pretrain_dbm
 from tfboltz.rbm import RBM
@@ -9,5 +9,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DBM", "RBM", "TrainingDivergedError", "ais", "callbacks", "classifier", "data",
-    "experiments", "pretrain_dbm", "units", "viz", "__version__",
+    "experiments", "pretrain_dbm", "units", "viz", "zoo", "__version__",
 ]

@@ -40,9 +40,10 @@ def features(model, x, n_mean_field=30, batch_size=1000):
 def linear_probe(f_train, y_train, f_test, y_test, epochs=20, n_val=5000, seed=0):
     """Test accuracy of softmax regression on standardised features.
 
-    Fitted with Adam on all but the last `n_val` training rows; the epoch with the
-    best accuracy on those rows is kept.
+    Fitted with Adam on all but the last `n_val` training rows (at most a tenth of
+    them); the epoch with the best accuracy on those rows is kept.
     """
+    n_val = min(n_val, max(1, len(f_train) // 10))
     mean, std = f_train.mean(0), f_train.std(0) + 1e-6
     f_train, f_test = (f_train - mean) / std, (f_test - mean) / std
     keras.utils.set_random_seed(seed)

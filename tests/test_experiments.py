@@ -1,0 +1,79 @@
+"""The shared MNIST workflows, on a small stand-in for MNIST (no download)."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import tfboltz as tb
+from tfboltz import cli, experiments
+
+
+@pytest.fixture
+def fake_mnist(monkeypatch):
+    """`load_mnist` replaced by 784-pixel images of two easy classes (bars)."""
+    rng = np.random.default_rng(0)
+
+    def load(split="train", binarize=None, seed=0, **_):
+        n = 400 if split == "train" else 100
+        y = rng.integers(0, 2, n)
+        x = rng.random((n, 28, 28)) * 0.3
+        for i, label in enumerate(y):
+            if label:
+                x[i, :, 10:14] = 0.9
+            else:
+                x[i, 10:14, :] = 0.9
+        x = x.reshape(n, 784).astype("float32")
+        if binarize == "stochastic":
+            x = (np.random.default_rng(seed).random(x.shape) < x).astype("float32")
+        return x, y.astype("int64")
+
+    monkeypatch.setattr(tb.data, "load_mnist", load)
+    return load
+
+
+@pytest.fixture
+def small_dbm(fake_mnist):
+    x, _ = fake_mnist("train")
+    dbm = tb.DBM([784, 16, 8], seed=0)
+    tb.pretrain_dbm(dbm, x, epochs=10, batch_size=20,
+                    optimizer=lambda: keras.optimizers.SGD(0.05, momentum=0.9), verbose=0)
+    return dbm
+
+
+def test_finetune_exports_and_checks_a_savedmodel(small_dbm, tmp_path):
+    res = experiments.finetune_mnist(small_dbm, tmp_path, epochs=10, lr=1e-2, batch_size=20,
+                                     n_val=50, verbose=0)
+    assert res["savedmodel_same_labels"] and res["savedmodel_max_abs_diff"] < 1e-5
+    assert res["n_train"] == 350 and res["n_val"] == 50
+    assert res["test_error_percent"] < 20  # two classes told apart by a bar's direction
+    assert json.loads((tmp_path / "result.json").read_text()) == res
+    assert (tmp_path / "classifier.keras").is_file()
+    assert (tmp_path / "savedmodel" / "saved_model.pb").is_file()
+    assert not list(tmp_path.glob("check_*"))  # the check's scratch files are gone
+
+
+def test_finetune_with_few_labels_holds_out_a_tenth(small_dbm, tmp_path):
+    res = experiments.finetune_mnist(small_dbm, tmp_path, epochs=2, n_train=100, verbose=0)
+    assert (res["n_train"], res["n_val"]) == (90, 10)
+
+
+def test_evaluate_reports_likelihood_and_probe(small_dbm):
+    res = experiments.evaluate_mnist(small_dbm, n_chains=20, n_betas=200, verbose=0)
+    assert np.isfinite(res["log_z"]) and res["test_elbo"] < 0
+    assert res["probe_accuracy"] > 0.8
+    rbm = tb.RBM(784, 8, seed=0)
+    res = experiments.evaluate_mnist(rbm, n_chains=20, n_betas=100, probe=False, verbose=0)
+    assert res["test_log_likelihood"] < 0 and "probe_accuracy" not in res
+
+
+def test_cli_eval_and_finetune_on_a_file(small_dbm, tmp_path, capsys):
+    path = tmp_path / "dbm.keras"
+    small_dbm.save(path)
+    assert cli.main(["eval", str(path), "--n-betas", "100", "--n-chains", "10", "--no-probe",
+                     "--json", str(tmp_path / "e.json")]) == 0
+    assert "average test ELBO" in capsys.readouterr().out
+    assert "test_elbo" in json.loads((tmp_path / "e.json").read_text())
+    assert cli.main(["finetune", str(path), "--epochs", "1", "--out", str(tmp_path / "ft")]) == 0
+    assert "same labels = True" in capsys.readouterr().out
