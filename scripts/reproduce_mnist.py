@@ -114,10 +114,11 @@ def random_init_like(dbm):
 
 def semi_section(rbm_path, dbm_path, out, args):
     starts = {}
-    if rbm_path:
+    if rbm_path and "rbm" in args.starts:
         starts["rbm"] = lambda: keras.saving.load_model(rbm_path)
-    if dbm_path:
+    if dbm_path and "dbm" in args.starts:
         starts["dbm"] = lambda: keras.saving.load_model(dbm_path)
+    if dbm_path and "random" in args.starts:
         starts["random"] = lambda: random_init_like(keras.saving.load_model(dbm_path))
     for n in SIZES:
         n_fit = n - min(5000, max(1, n // 10))
@@ -138,6 +139,8 @@ def main(argv=None):
     p.add_argument("--dbm", help=".keras file of the MNIST DBM (zoo: mnist_dbm)")
     p.add_argument("--only", nargs="+", choices=["rbm", "dbm", "semi"],
                    default=["rbm", "dbm", "semi"])
+    p.add_argument("--starts", nargs="+", choices=["rbm", "dbm", "random"],
+                   default=["rbm", "dbm", "random"], help="initialisations in `semi`")
     p.add_argument("--epochs", type=int, default=30, help="fine-tuning epochs (at least)")
     p.add_argument("--json", type=Path, default=Path("docs/results/reproduce_mnist.json"))
     p.add_argument("--work", type=Path, default=Path("runs/reproduce"))
