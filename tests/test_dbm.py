@@ -270,3 +270,17 @@ def test_divergence_stops_joint_training_with_the_last_good_weights(digits):
         dbm.fit(x, batch_size=100, epochs=2, verbose=0)
     for b, w in zip(before, dbm.trainable_weights):
         np.testing.assert_array_equal(b, w.numpy())
+
+
+def test_sparsity_pulls_hidden_activity_towards_the_target(digits):
+    x, _ = digits
+
+    def activity(cost):
+        dbm = tb.DBM([64, 16, 8], sparsity_target=0.05, sparsity_cost=cost, seed=0)
+        dbm.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.5))
+        dbm.fit(x, batch_size=50, epochs=5, verbose=0)
+        assert keras.saving.deserialize_keras_object(
+            keras.saving.serialize_keras_object(dbm)).sparsity_cost == cost
+        return np.mean(dbm.mean_field(x)[1])
+
+    assert activity(1.0) < activity(0.0) - 0.05

@@ -84,13 +84,20 @@ class DBM(EnergyModel):
         mean_field_tol: stop the iterations once no mean moves more than this.
         l2: L2 weight decay on every ``W_l``.
         max_norm: bound on the L2 norm of each unit's incoming weights.
+        sparsity_target: target mean activation of the hidden units.
+        sparsity_cost: weight of the sparsity penalty on every hidden layer (0 disables
+            it): the gradient of ``cost * (q - target)``, with ``q`` the layer's mean
+            mean-field activation on the batch, goes to its bias and, times the mean
+            state of the layer below, to the weights from below (as in `RBM`, but
+            estimated on each batch rather than as a running average).
         weight_init_std: standard deviation of the initial weights.
         seed: int seed.
     """
 
     def __init__(self, layer_sizes, visible="bernoulli", top="bernoulli", n_chains=100, k=1,
                  n_mean_field=10, mean_field_tol=1e-5, l2=0.0, max_norm=None,
-                 weight_init_std=0.01, seed=None, **kwargs):
+                 sparsity_target=0.1, sparsity_cost=0.0, weight_init_std=0.01, seed=None,
+                 **kwargs):
         super().__init__(**kwargs)
         if not isinstance(layer_sizes, (list, tuple)) or len(layer_sizes) < 3:
             raise ValueError(
@@ -105,6 +112,8 @@ class DBM(EnergyModel):
         self.l2 = validation.non_negative_float("l2", l2)
         self.max_norm = None if max_norm is None else validation.non_negative_float(
             "max_norm", max_norm)
+        self.sparsity_target = validation.non_negative_float("sparsity_target", sparsity_target)
+        self.sparsity_cost = validation.non_negative_float("sparsity_cost", sparsity_cost)
         self.weight_init_std = validation.non_negative_float("weight_init_std", weight_init_std)
         self.seed = seed
         n = len(self.layer_sizes)
@@ -156,6 +165,7 @@ class DBM(EnergyModel):
             "top": keras.saving.serialize_keras_object(self.unit_layers[-1]),
             "n_chains": self.n_chains, "k": self.k, "n_mean_field": self.n_mean_field,
             "mean_field_tol": self.mean_field_tol, "l2": self.l2, "max_norm": self.max_norm,
+            "sparsity_target": self.sparsity_target, "sparsity_cost": self.sparsity_cost,
             "weight_init_std": self.weight_init_std, "seed": self.seed,
         })
         return config
@@ -259,6 +269,12 @@ class DBM(EnergyModel):
                           for layer, p, q in zip(layers, pos, neg)])
         for var, g in zip(unit_vars, tape.gradient(e, unit_vars, unconnected_gradients="zero")):
             grads[id(var)] = g
+        if self.sparsity_cost:
+            for i in range(1, len(layers)):
+                penalty = self.sparsity_cost * (tf.reduce_mean(pos[i], 0) - self.sparsity_target)
+                grads[id(layers[i].bias)] += penalty
+                below = tf.reduce_mean(layers[i - 1].scale(pos[i - 1]), 0)
+                grads[id(self.kernels[i - 1])] += below[:, None] * penalty[None, :]
         variables = self.trainable_variables
         grad_list = [grads[id(var)] for var in variables]
 
