@@ -107,5 +107,5 @@ def test_bad_requests():
         tb.RBM(6, 4).to_sequential(3, dropout=1.0)
     with pytest.raises(ValueError, match="without copied units"):
         tb.RBM(6, 4, visible_copies=2).to_sequential(3)
-    with pytest.raises(ValueError, match="Expected an RBM or a DBM"):
+    with pytest.raises(ValueError, match="Expected an RBM, a DBN or a DBM"):
         tb.classifier.to_sequential(keras.Sequential([keras.Input((3,))]), 2)

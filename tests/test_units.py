@@ -133,3 +133,33 @@ def test_bad_unit_arguments():
             np.array([[1, 1, 0, 0]], "float32"))
     with pytest.raises(ValueError, match="Expected a units layer of size 8"):
         units.get(units.BernoulliUnits(4), 8)
+
+
+def test_concat_units_split_bias_means_and_round_trip(tmp_path):
+
+    layer = tb.units.ConcatUnits([tb.units.BernoulliUnits(3), tb.units.SoftmaxUnits(4)])
+    layer.build((None, 7))
+    layer.bias.assign(np.arange(7, dtype="float32") / 7)
+    a = np.random.default_rng(0).normal(size=(5, 7)).astype("float32")
+    m = layer.mean(a).numpy()
+    total = a + layer.bias.numpy()
+    np.testing.assert_allclose(m[:, :3], 1 / (1 + np.exp(-total[:, :3])), rtol=1e-5)
+    e = np.exp(total[:, 3:])
+    np.testing.assert_allclose(m[:, 3:], e / e.sum(1, keepdims=True), rtol=1e-5)
+    s = layer.sample(a, seed=0).numpy()
+    assert set(np.unique(s)) <= {0, 1} and np.all(s[:, 3:].sum(1) == 1)
+    x = np.concatenate([np.ones((4, 3)) * [1, 0, 1], np.eye(4)], 1).astype("float32")
+    layer.init_bias_from_data(x)
+    assert layer.bias.numpy()[0] > 5 and layer.bias.numpy()[1] < -5
+    np.testing.assert_allclose(layer.bias.numpy()[3:], np.log(0.25), rtol=1e-5)
+    assert not layer.parts[0].bias.numpy().any()  # the layer's own bias rules
+    with pytest.raises(ValueError, match="sum to 1"):
+        layer.validate_data(np.ones((2, 7), "float32"))
+    rbm = tb.RBM(7, 3, visible=tb.units.ConcatUnits([tb.units.BernoulliUnits(3),
+                                                     tb.units.SoftmaxUnits(4)]), seed=0)
+    rbm.fit(x, epochs=1, verbose=0)
+    rbm.save(tmp_path / "r.keras")
+    again = keras.saving.load_model(tmp_path / "r.keras")
+    np.testing.assert_allclose(again.free_energy(x), rbm.free_energy(x), rtol=1e-6)
+    with pytest.raises(ValueError, match="Bernoulli or softmax parts"):
+        tb.units.ConcatUnits([tb.units.GaussianUnits(3)])

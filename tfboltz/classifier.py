@@ -180,14 +180,15 @@ def to_sequential(model, num_classes, dropout=0.0, n_mean_field=None, name=None)
         >>> clf.export("out/savedmodel")
     """
     from tfboltz.dbm import DBM
+    from tfboltz.dbn import DBN
     from tfboltz.rbm import RBM
 
     num_classes = validation.positive_int("num_classes", num_classes)
     dropout = validation.non_negative_float("dropout", dropout)
     if dropout >= 1:
         raise ValueError(f"Expected `dropout` in [0, 1). Received: dropout={dropout!r}")
-    if not isinstance(model, (RBM, DBM)):
-        raise ValueError("Expected an RBM or a DBM to turn into a classifier. "
+    if not isinstance(model, (RBM, DBM, DBN)):
+        raise ValueError("Expected an RBM, a DBN or a DBM to turn into a classifier. "
                          f"Received: {type(model).__name__}")
     layers = [keras.Input((model.n_visible,), name="inputs")]
 
@@ -203,6 +204,15 @@ def to_sequential(model, num_classes, dropout=0.0, n_mean_field=None, name=None)
                              f"hidden_copies={model.hidden_copies}")
         add_dense(model.hidden_layer, _visible_scaled(model.visible_layer, model.kernel),
                   model.hidden_layer.bias, "hidden_1")
+    elif isinstance(model, DBN):
+        for i, (w, c) in enumerate(zip(model.rec_kernels, model.rec_biases), start=1):
+            kernel = _visible_scaled(model.rbms[0].visible_layer, w) if i == 1 else w
+            add_dense(units_lib.BernoulliUnits(), kernel, c, f"hidden_{i}")
+        top, n_feat = model.top, model.layer_sizes[-2]
+        kernel = top.kernel[:n_feat]  # the label inputs, if any, are left at zero
+        if len(model.rbms) == 1 and not model.n_labels:
+            kernel = _visible_scaled(top.visible_layer, kernel)
+        add_dense(top.hidden_layer, kernel, top.hidden_layer.bias, f"hidden_{len(model.rbms)}")
     else:
         aug = MeanFieldAugmentation.from_dbm(model, n_iter=n_mean_field)
         layers.append(aug)

@@ -320,6 +320,89 @@ class SoftmaxUnits(StochasticUnits):
         return eye[idx].reshape(len(idx), self.units)
 
 
+@keras.saving.register_keras_serializable(package="tfboltz")
+class ConcatUnits(StochasticUnits):
+    """Several groups of units side by side in one layer, e.g. the pixels-or-features
+    and the one-hot label of a DBN's top RBM (Hinton, Osindero & Teh 2006).
+
+    The parts are Bernoulli or softmax units (their bias enters linearly, so the
+    layer's energy is ``-b . x`` over all parts). The layer owns one bias vector; each
+    part computes its mean, samples, log-partition and entropy on its slice.
+
+    Args:
+        parts: units layers (or their configs), each with its size set.
+    """
+
+    enumerable = False
+    unit_interval = True
+
+    def __init__(self, parts=None, seed=None, **kwargs):
+        kwargs.pop("units", None)
+        parts = [get(p) for p in (parts or [])]
+        if not parts:
+            raise ValueError("Expected at least one part for ConcatUnits. Received: parts=[]")
+        for part in parts:
+            if not isinstance(part, (BernoulliUnits, SoftmaxUnits)) or part.units is None:
+                raise ValueError(
+                    "Expected Bernoulli or softmax parts with their sizes set for "
+                    f"ConcatUnits. Received: {type(part).__name__}(units={part.units})")
+        super().__init__(units=sum(p.units for p in parts), seed=seed, **kwargs)
+        self.parts = parts
+        self.sizes = [p.units for p in parts]
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        for part in self.parts:
+            if not part.built:
+                part.build((None, part.units))
+            part.bias.assign(np.zeros(part.units, "float32"))  # the layer's bias rules
+            part.trainable = False
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("units", None)
+        config["parts"] = [keras.saving.serialize_keras_object(p) for p in self.parts]
+        return config
+
+    def split(self, x):
+        """`x` cut into one slice per part (last axis)."""
+        return ops.split(x, np.cumsum(self.sizes)[:-1].tolist(), axis=-1)
+
+    def _totals(self, inputs):
+        return self.split(inputs + self.b(inputs))
+
+    def mean(self, inputs):
+        return ops.concatenate([p.mean(t) for p, t in zip(self.parts, self._totals(inputs))],
+                               axis=-1)
+
+    def sample(self, inputs, seed=None):
+        seed = _as_seed(seed, self.seed_generator)
+        return ops.concatenate([p.sample(t, seed) for p, t in
+                                zip(self.parts, self._totals(inputs))], axis=-1)
+
+    def log_partition(self, inputs):
+        return sum(p.log_partition(t) for p, t in zip(self.parts, self._totals(inputs)))
+
+    def entropy(self, mean):
+        return sum(p.entropy(m) for p, m in zip(self.parts, self.split(mean)))
+
+    def validate_data(self, x, name="x"):
+        start = 0
+        for part in self.parts:
+            part.validate_data(np.asarray(x)[:, start:start + part.units], name)
+            start += part.units
+
+    def init_bias_from_data(self, x):
+        x = np.asarray(x)
+        biases, start = [], 0
+        for part in self.parts:
+            part.init_bias_from_data(x[:, start:start + part.units])
+            biases.append(part.bias.numpy())
+            part.bias.assign(np.zeros(part.units, "float32"))
+            start += part.units
+        self.bias.assign(np.concatenate(biases).astype("float32"))
+
+
 def _neg_dilog_neg_exp(x, terms=30):
     """``-Li2(-exp(x))``, the integral of softplus from -inf to x, for any real x."""
     t = ops.exp(-ops.abs(x))

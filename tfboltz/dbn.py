@@ -1,0 +1,378 @@
+"""Deep belief nets (Hinton, Osindero & Teh 2006): a greedy stack of RBMs whose top
+RBM may be joined with a softmax label group.
+
+After greedy training (`pretrain_dbn`) the lower RBMs become a directed sigmoid belief
+net: generative weights (each RBM's ``W`` and visible bias) point down, recognition
+weights (a copy of ``W`` and the hidden bias, untied from then on) point up; the top
+RBM stays undirected. `DBN.fit(x, y)` runs the up-down (contrastive wake-sleep)
+fine-tuning of the 2006 paper through Keras's `fit`.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfboltz import units as units_lib
+from tfboltz import validation
+from tfboltz.base import DivergenceGuard, EnergyModel
+from tfboltz.rbm import RBM
+
+
+@keras.saving.register_keras_serializable(package="tfboltz")
+class DBN(EnergyModel):
+    """A deep belief net of any depth, optionally with labels joined to its top RBM.
+
+    Layers ``v = x_0, x_1, ..., x_L``; RBM ``l`` connects ``x_l`` and ``x_{l+1}``. With
+    ``n_labels``, the top RBM's visible layer is ``[x_{L-1}, label]``: Bernoulli units
+    and one softmax group (`tfboltz.units.ConcatUnits`).
+
+    Args:
+        layer_sizes: ``[n_visible, n_1, ..., n_L]``, at least one RBM.
+        visible: unit type of the visible layer ("bernoulli" or "gaussian", or a units
+            layer); hidden layers are Bernoulli.
+        n_labels: size of the label group joined to the top RBM (0: none).
+        learning: "cd" or "pcd" for the greedy training of every RBM.
+        k: Gibbs steps of the top RBM in the up-down fine-tuning.
+        l2: L2 weight decay of every RBM's greedy training.
+        seed: int seed.
+
+    Example:
+        >>> dbn = tb.DBN([784, 500, 500, 2000], n_labels=10, seed=0)
+        >>> tb.pretrain_dbn(dbn, x_train, y_train, epochs=30)
+        >>> dbn.classify(x_test).argmax(1)                  # by free energy
+        >>> dbn.compile(optimizer=keras.optimizers.SGD(0.001))
+        >>> dbn.fit(x_train, y_train, batch_size=100, epochs=10)   # up-down
+        >>> digits = dbn.generate(np.repeat(np.arange(10), 10), steps=1000)
+    """
+
+    def __init__(self, layer_sizes, visible="bernoulli", n_labels=0, learning="cd", k=1, l2=0.0,
+                 seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(layer_sizes, (list, tuple)) or len(layer_sizes) < 2:
+            raise ValueError("Expected `layer_sizes` to list the visible size and at least one "
+                             f"hidden layer size. Received: layer_sizes={layer_sizes!r}")
+        self.layer_sizes = [validation.positive_int("layer_sizes", n) for n in layer_sizes]
+        self.n_visible = self.layer_sizes[0]
+        self.n_labels = int(n_labels)
+        if self.n_labels < 0 or self.n_labels == 1:
+            raise ValueError(f"Expected `n_labels` to be 0 or at least 2. Received: "
+                             f"n_labels={n_labels!r}")
+        self.k = validation.positive_int("k", k)
+        self.learning = validation.one_of("learning", learning, ("cd", "pcd"))
+        self.l2 = validation.non_negative_float("l2", l2)
+        self.seed = seed
+        n_rbms = len(self.layer_sizes) - 1
+        rbms = []
+        for i in range(n_rbms):
+            n_in, n_out = self.layer_sizes[i], self.layer_sizes[i + 1]
+            vis = visible if i == 0 else "bernoulli"
+            if i == n_rbms - 1 and self.n_labels:
+                if i == 0 and not (isinstance(vis, str) and vis.lower() in ("bernoulli",
+                                                                              "binary")):
+                    raise ValueError("Expected Bernoulli visibles when labels join a one-RBM "
+                                     f"DBN. Received: visible={visible!r}")
+                vis = units_lib.ConcatUnits([
+                    units_lib.BernoulliUnits(n_in, name="features"),
+                    units_lib.SoftmaxUnits(self.n_labels, name="labels")], name="visible")
+                n_in += self.n_labels
+            rbms.append(RBM(n_in, n_out, visible=vis, learning=self.learning, l2=self.l2,
+                            sample_visible=self.learning == "pcd",
+                            seed=None if seed is None else seed + 10 * i, name=f"rbm_{i + 1}"))
+        self.rbms = rbms
+        self.visible_layer = rbms[0].visible_layer if not (n_rbms == 1 and self.n_labels) \
+            else rbms[0].visible_layer.parts[0]
+        self.seed_generator = keras.random.SeedGenerator(seed, name="dbn_seed_generator")
+        self.loss_trackers = {
+            name: keras.metrics.Mean(name=name)
+            for name in ("generative_error", "recognition_error", "top_reconstruction_error")}
+        self.build((None, self.n_visible))
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        self.rec_kernels, self.rec_biases = [], []
+        for i in range(len(self.rbms) - 1):
+            a, b = self.layer_sizes[i], self.layer_sizes[i + 1]
+            self.rec_kernels.append(self.add_weight(shape=(a, b), initializer="zeros",
+                                                    name=f"recognition_kernel_{i + 1}"))
+            self.rec_biases.append(self.add_weight(shape=(b,), initializer="zeros",
+                                                   name=f"recognition_bias_{i + 1}"))
+        self._make_state()
+        self.built = True
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "layer_sizes": self.layer_sizes, "n_labels": self.n_labels, "k": self.k,
+            "learning": self.learning, "l2": self.l2,
+            "visible": keras.saving.serialize_keras_object(self.visible_layer),
+            "seed": self.seed,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("visible"), dict):
+            config["visible"] = keras.saving.deserialize_keras_object(config["visible"])
+        return cls(**config)
+
+    @property
+    def metrics(self):
+        return list(self.loss_trackers.values())
+
+    @property
+    def top(self):
+        """The top (undirected) RBM."""
+        return self.rbms[-1]
+
+    # Passes ------------------------------------------------------------------------
+
+    def _up(self, v, sample=False, seed=None):
+        """Recognition pass: ``[v, x_1, ..., x_{L-1}]`` (means, or samples)."""
+        states = [v]
+        below_scale = self.rbms[0].visible_layer.scale if not (
+            len(self.rbms) == 1 and self.n_labels) else (lambda t: t)
+        x = below_scale(v)
+        for w, c in zip(self.rec_kernels, self.rec_biases):
+            p = tf.sigmoid(tf.matmul(x, w) + c)
+            x = tf.cast(keras.random.uniform(tf.shape(p), seed=seed) < p, p.dtype) \
+                if sample else p
+            states.append(x)
+        return states
+
+    def _top_visible(self, h, labels):
+        return tf.concat([h, labels], -1) if self.n_labels else h
+
+    def _label_free_energies(self, h):
+        """``F([h, e_c])`` of the top RBM for every label c: shape (N, n_labels)."""
+        top = self.top
+        eye = tf.eye(self.n_labels, dtype=h.dtype)
+        a_h = tf.matmul(h, top.kernel[:-self.n_labels])
+        a_all = a_h[:, None, :] + tf.matmul(eye, top.kernel[-self.n_labels:])[None]
+        vis_bias = top.visible_layer.bias
+        e_vis = -(tf.reduce_sum(h * vis_bias[:-self.n_labels], -1)[:, None]
+                  + vis_bias[-self.n_labels:][None, :])
+        return e_vis - top.hidden_layer.log_partition(a_all)
+
+    def up(self, x, batch_size=1000):
+        """Recognition means of every layer below the top RBM (list of numpy arrays)."""
+        x = self.check_data(x)
+        parts = [[t.numpy() for t in self._up(tf.constant(x[i:i + batch_size]))]
+                 for i in range(0, len(x), batch_size)]
+        return [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
+
+    def classify(self, x, method="free_energy", steps=100, seed=0, batch_size=1000):
+        """Label probabilities of rows `x` (numpy, ``(N, n_labels)``).
+
+        "free_energy": ``softmax(-F([h, e_c]))`` over labels c, with ``h`` the
+        recognition means below the top (exact for the top RBM). "gibbs": the label
+        unclamped in `steps` Gibbs sweeps of the top RBM with ``h`` clamped; returns the
+        final label means.
+        """
+        if not self.n_labels:
+            raise ValueError("Expected a DBN with labels (n_labels > 0) to classify.")
+        method = validation.one_of("method", method, ("free_energy", "gibbs"))
+        h = self.up(x, batch_size)[-1]
+        if method == "free_energy":
+            out = [tf.nn.softmax(-self._label_free_energies(tf.constant(h[i:i + batch_size])))
+                   .numpy() for i in range(0, len(h), batch_size)]
+            return np.concatenate(out)
+        n = len(h)
+        init = np.concatenate([h, np.full((n, self.n_labels), 1.0 / self.n_labels, "f4")], 1)
+        init[:, -self.n_labels:] = np.eye(self.n_labels, dtype="f4")[
+            np.random.default_rng(seed).integers(0, self.n_labels, n)]
+        clamp = np.zeros(init.shape[1], bool)
+        clamp[:-self.n_labels] = True
+        out = self.top.sample(init=init, steps=steps, clamp=clamp, seed=seed, means=True)
+        return out[:, -self.n_labels:]
+
+    def generate(self, labels=None, n=None, steps=1000, seed=0):
+        """Fantasies: Gibbs sampling in the top RBM (with `labels` clamped, if given),
+        then one generative pass down (means). Returns visible means (numpy).
+
+        Args:
+            labels: int class per fantasy (needs `n_labels`), or None.
+            n: number of fantasies when `labels` is None.
+            steps: Gibbs sweeps at the top.
+            seed: int seed.
+        """
+        rng = np.random.default_rng(seed)
+        n_top_vis = self.top.n_visible
+        if labels is not None:
+            if not self.n_labels:
+                raise ValueError("Expected a DBN with labels to generate given labels.")
+            labels = np.asarray(labels, "int64")
+            if labels.min() < 0 or labels.max() >= self.n_labels:
+                raise ValueError(f"Expected labels in [0, {self.n_labels}). Received: "
+                                 f"{labels.min()}..{labels.max()}")
+            n = len(labels)
+        n = validation.positive_int("n", n)
+        init = (rng.random((n, n_top_vis)) < 0.5).astype("float32")
+        clamp = None
+        if self.n_labels:
+            lab = labels if labels is not None else rng.integers(0, self.n_labels, n)
+            init[:, -self.n_labels:] = np.eye(self.n_labels, dtype="f4")[lab]
+            if labels is not None:
+                clamp = np.zeros(n_top_vis, bool)
+                clamp[-self.n_labels:] = True
+        top = self.top.sample(init=init, steps=steps, clamp=clamp, seed=seed, means=False)
+        x = tf.constant(top[:, :self.layer_sizes[-2]])
+        for rbm in reversed(self.rbms[:-1]):
+            x = rbm.visible_layer.mean(rbm.visible_input(x))
+        return x.numpy()
+
+    def call(self, inputs):
+        """Top-RBM hidden means given visible rows (labels, if any, set to zero)."""
+        h = self._up(tf.convert_to_tensor(inputs))[-1]
+        if self.n_labels:
+            h = tf.concat([h, tf.zeros((tf.shape(h)[0], self.n_labels), h.dtype)], -1)
+        return self.top.hidden_layer.mean(self.top.hidden_input(h))
+
+    # Greedy training bookkeeping ---------------------------------------------------
+
+    def untie(self):
+        """Copy each lower RBM's ``W`` and hidden bias into the recognition weights."""
+        for rbm, w, c in zip(self.rbms[:-1], self.rec_kernels, self.rec_biases):
+            w.assign(rbm.kernel)
+            c.assign(rbm.hidden_layer.bias)
+
+    def _init_from_data(self, x):
+        pass  # pretrain_dbn initialises every RBM from its own data
+
+    # Up-down fine-tuning -----------------------------------------------------------
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, callbacks=None, **kwargs):
+        """Up-down (contrastive wake-sleep) fine-tuning through `keras.Model.fit`.
+
+        Needs `y` (int labels) when the DBN has labels. Run `pretrain_dbn` first.
+        """
+        x = self.check_data(x)
+        if self.n_labels:
+            if y is None:
+                raise ValueError("Expected labels `y` for a DBN with labels. Received: y=None")
+            y = np.asarray(y)
+            if y.shape != (len(x),) or y.min() < 0 or y.max() >= self.n_labels:
+                raise ValueError(f"Expected `y` of shape ({len(x)},) with ints in "
+                                 f"[0, {self.n_labels}). Received: shape={y.shape}")
+            y = y.astype("int32")
+        else:
+            y = np.zeros(len(x), "int32")
+        if getattr(self, "optimizer", None) is None or not self.compiled:
+            self.compile(optimizer=keras.optimizers.SGD(0.001))
+        self.diverged_at.assign(-1)
+        return keras.Model.fit(self, x, y, batch_size=batch_size, epochs=epochs,
+                               callbacks=[DivergenceGuard(), *(callbacks or [])], **kwargs)
+
+    def train_step(self, data):
+        x, y = data[0], data[1]
+        v = tf.cast(x, self.top.kernel.dtype)
+        seed = self.seed_generator
+        top = self.top
+        n = tf.cast(tf.shape(v)[0], v.dtype)
+        # Wake: sampled recognition states up to the top RBM.
+        wake = self._up(v, sample=True, seed=seed)
+        labels = tf.one_hot(tf.cast(y, "int32"), self.n_labels, dtype=v.dtype) \
+            if self.n_labels else None
+        vis_pos = self._top_visible(wake[-1], labels) if self.n_labels else wake[-1]
+        if len(self.rbms) == 1:
+            vis_pos = self._top_visible(v, labels) if self.n_labels else v
+        a_pos = top.hidden_input(vis_pos)
+        h_pos = top.hidden_layer.mean(a_pos)
+        h = top.hidden_layer.sample(a_pos, seed)
+        vis_neg = vis_pos
+        for _ in range(self.k):
+            vis_neg = top.visible_layer.sample(top.visible_input(h), seed)
+            h_mean = top.hidden_layer.mean(top.hidden_input(vis_neg))
+            h = top.hidden_layer.sample(top.hidden_input(vis_neg), seed)
+        grad_w, unit_grads = top._statistic_grads(vis_pos, h_pos, vis_neg, h_mean)
+        grads = {id(top.kernel): grad_w, **unit_grads}
+        gen_err = rec_err = tf.constant(0.0)
+        if len(self.rbms) > 1:
+            # Sleep: a generative pass down from the top RBM's negative states.
+            sleep = [vis_neg[:, :self.layer_sizes[-2]]]
+            for rbm in reversed(self.rbms[:-1]):
+                p = rbm.visible_layer.mean(rbm.visible_input(sleep[0]))
+                s = p if rbm is self.rbms[0] else rbm.visible_layer.sample_from_mean(p, seed)
+                sleep.insert(0, s)
+            # Generative weights learn to reconstruct the wake states from above.
+            for i, rbm in enumerate(self.rbms[:-1]):
+                pred = rbm.visible_layer.mean(rbm.visible_input(wake[i + 1]))
+                err = rbm.visible_layer.scale(wake[i]) - rbm.visible_layer.scale(pred)
+                grads[id(rbm.kernel)] = -tf.matmul(err, wake[i + 1], transpose_a=True) / n
+                grads[id(rbm.visible_layer.bias)] = -tf.reduce_mean(err, 0)
+                gen_err += tf.reduce_mean(tf.square(err))
+            # Recognition weights learn to infer the sleep states from below.
+            x_below = self.rbms[0].visible_layer.scale(sleep[0])
+            for i, (w, c) in enumerate(zip(self.rec_kernels, self.rec_biases)):
+                q = tf.sigmoid(tf.matmul(x_below, w) + c)
+                err = sleep[i + 1] - q
+                grads[id(w)] = -tf.matmul(x_below, err, transpose_a=True) / n
+                grads[id(c)] = -tf.reduce_mean(err, 0)
+                rec_err += tf.reduce_mean(tf.square(err))
+                x_below = sleep[i + 1]
+        variables = self.trainable_variables
+        grad_list = [grads.get(id(var), tf.zeros_like(var)) for var in variables]
+        self._apply_if_finite(grad_list, variables, [h_pos, vis_neg], lambda: None)
+        self.loss_trackers["generative_error"].update_state(gen_err)
+        self.loss_trackers["recognition_error"].update_state(rec_err)
+        self.loss_trackers["top_reconstruction_error"].update_state(
+            tf.reduce_mean(tf.square(vis_pos - vis_neg)))
+        return {m.name: m.result() for m in self.metrics}
+
+
+def pretrain_dbn(dbn, x, y=None, epochs=20, batch_size=100, optimizer=None, propagate="means",
+                 callbacks=None, verbose="auto"):
+    """Greedy layer-wise training of a DBN: each RBM through `RBM.fit` on the hidden
+    means (or samples) of the one below; the top RBM sees the labels as a one-hot
+    group beside its input. Ends by untying the recognition weights (`DBN.untie`).
+
+    Args:
+        dbn: the `DBN`.
+        x: training rows (numpy).
+        y: int labels (needed when the DBN has labels).
+        epochs: epochs per RBM, an int or one per RBM.
+        batch_size: minibatch size.
+        optimizer: callable returning a fresh Keras optimizer per RBM (default
+            ``SGD(0.01, momentum=0.9)``).
+        propagate: "means" or "samples" passed up as the next RBM's data.
+        callbacks, verbose: passed to each `fit`.
+
+    Returns:
+        A list with each RBM's `History`.
+    """
+    from tfboltz.dbm import _per_rbm
+
+    if not isinstance(dbn, DBN):
+        raise ValueError(f"Expected a DBN to pretrain. Received: {type(dbn).__name__}")
+    n_rbms = len(dbn.rbms)
+    epochs = _per_rbm("epochs", epochs, n_rbms)
+    for e in epochs:
+        validation.positive_int("epochs", e)
+    propagate = validation.one_of("propagate", propagate, ("means", "samples"))
+    data = dbn.check_data(x)
+    if dbn.n_labels:
+        y = np.asarray(y) if y is not None else None
+        if y is None or y.shape != (len(data),) or y.min() < 0 or y.max() >= dbn.n_labels:
+            raise ValueError(f"Expected `y` of shape ({len(data)},) with ints in "
+                             f"[0, {dbn.n_labels}). Received: "
+                             f"{None if y is None else y.shape}")
+    rng = np.random.default_rng(dbn.seed)
+    histories = []
+    for i, rbm in enumerate(dbn.rbms):
+        rbm.compile(optimizer=optimizer() if optimizer is not None
+                    else keras.optimizers.SGD(0.01, momentum=0.9))
+        inputs = data
+        if i == n_rbms - 1 and dbn.n_labels:
+            inputs = np.concatenate([data, np.eye(dbn.n_labels, dtype="float32")[y]], 1)
+        if verbose:
+            print(f"Pretraining RBM {i + 1}/{n_rbms}: {rbm.n_visible}-{rbm.n_hidden}")
+        histories.append(rbm.fit(inputs, batch_size=batch_size, epochs=epochs[i],
+                                 callbacks=callbacks, verbose=verbose))
+        if i < n_rbms - 1:
+            data = rbm.transform(data)
+            if propagate == "samples":
+                data = (rng.random(data.shape) < data).astype("float32")
+    dbn.untie()
+    dbn.data_initialized.assign(True)
+    return histories
