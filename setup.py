@@ -22,6 +22,8 @@ setup(
         "tensorflow-probability==0.25.0",
         "tf-keras==2.21.0",
         "tensorflow-datasets==4.9.10",
+        # tf.summary (the TensorBoard callback) needs it; TF 2.21 no longer pulls it in.
+        "tensorboard==2.21.0",
         "numpy>=1.26",
         "tqdm",
     ],

@@ -37,7 +37,7 @@ def test_tile_images_layout():
 
 
 def test_every_command_has_help():
-    for command in ("list", "fetch", "eval", "finetune", "sample", "train", "version"):
+    for command in ("list", "fetch", "eval", "finetune", "sample", "plot", "train", "version"):
         out = subprocess.run([sys.executable, "-m", "tfboltz.cli", command, "--help"],
                              capture_output=True, text=True, check=True).stdout
         assert f"tfboltz {command}" in out
@@ -63,3 +63,59 @@ def test_cli_reports_a_missing_file():
 
     with pytest.raises(SystemExit, match="no such model file"):
         cli.main(["sample", "nowhere/missing.keras"])
+
+
+def _png_size(path):
+    import matplotlib.image
+
+    img = matplotlib.image.imread(path)
+    assert img[..., :3].std() > 0.01, f"{path} is blank"
+    return img.shape[:2]
+
+
+def test_every_figure_is_a_non_empty_png(tmp_path, digits):
+    import keras
+
+    x, y = digits
+    dbm = tb.DBM([64, 12, 8], seed=0)
+    tb.pretrain_dbm(dbm, x, epochs=2, verbose=0)
+    dbn = tb.DBN([64, 16, 12], n_labels=10, seed=0)
+    tb.pretrain_dbn(dbn, x, y, epochs=2, verbose=0)
+    rbm = tb.RBM(64, 16, learning="pcd", seed=0)
+    hist = rbm.fit(x, epochs=2, validation_data=x[:200], verbose=0)
+    keras.callbacks.CSVLogger  # the CSV route below uses a hand-written log
+    (tmp_path / "log.csv").write_text("epoch,loss,val_loss\n0,1.0,1.1\n1,0.5,0.7\n")
+    est = [tb.ais.log_partition(rbm, n_chains=10, n_betas=b, verbose=0) for b in (50, 200)]
+    figures = {
+        "samples": tb.viz.plot_samples(dbm.sample(16, steps=5), tmp_path / "s.png", (8, 8)),
+        "recon": tb.viz.plot_reconstructions(x, rbm.reconstruct(x[:10]), tmp_path / "r.png",
+                                             (8, 8)),
+        "mean_field": tb.viz.plot_mean_field(dbm, x, tmp_path / "m.png", n=3),
+        "classes": tb.viz.plot_class_samples(dbn, tmp_path / "c.png", per_class=3, steps=5,
+                                             image_shape=(8, 8)),
+        "history": tb.viz.plot_history(hist, tmp_path / "h.png"),
+        "csv": tb.viz.plot_history(tmp_path / "log.csv", tmp_path / "h2.png"),
+        "ais": tb.viz.plot_ais_betas([50, 200], est, tmp_path / "a.png"),
+        "deep_filters": tb.viz.plot_filters(tb.viz.project_filters(
+            [k.numpy() for k in dbm.kernels]), tmp_path / "f.png", (8, 8), n=8),
+    }
+    for name, path in figures.items():
+        h, w = _png_size(path)
+        assert h > 100 and w > 100, name
+    h, w = _png_size(figures["history"])
+    assert w > 2 * h  # one panel per metric, side by side
+
+
+def test_tensorboard_callback_writes_the_expected_tags(tmp_path, digits):
+    import tensorflow as tf
+
+    x, _ = digits
+    rbm = tb.RBM(64, 16, learning="pcd", seed=0)
+    rbm.fit(x, epochs=2, verbose=0, callbacks=[tb.callbacks.BoltzmannTensorBoard(
+        tmp_path, freq=1, image_shape=(8, 8), n_images=16)])
+    tags = set()
+    for event_file in tmp_path.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            tags.update(v.tag for v in event.summary.value)
+    assert {"reconstruction_error", "filters", "fantasy_particles"} <= tags
+    assert any("kernel" in t for t in tags) and any("bias" in t for t in tags)

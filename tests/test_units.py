@@ -136,7 +136,6 @@ def test_bad_unit_arguments():
 
 
 def test_concat_units_split_bias_means_and_round_trip(tmp_path):
-
     layer = tb.units.ConcatUnits([tb.units.BernoulliUnits(3), tb.units.SoftmaxUnits(4)])
     layer.build((None, 7))
     layer.bias.assign(np.arange(7, dtype="float32") / 7)

@@ -1,4 +1,5 @@
-"""Per-epoch schedules for the hyperparameters that Keras's own callbacks don't cover.
+"""Callbacks: per-epoch schedules for the hyperparameters that Keras's own callbacks
+don't cover, and TensorBoard logging of weights, filters and fantasy particles.
 
 The learning rate follows `keras.callbacks.LearningRateScheduler` or a
 `keras.optimizers.schedules.LearningRateSchedule`, as for any Keras model.
@@ -77,3 +78,72 @@ def _value(schedule, epoch):
         return schedule(epoch)
     schedule = list(schedule)
     return schedule[min(epoch, len(schedule) - 1)]
+
+
+class BoltzmannTensorBoard(keras.callbacks.Callback):
+    """TensorBoard logging for Boltzmann machines during `fit`.
+
+    Every `freq` epochs writes, under `log_dir`: the epoch's logs as scalars, a
+    histogram of every weight (kernels, biases, sigmas), the first-layer filters as
+    an image of tiles, and the fantasy particles (PCD chains of an RBM, the visible
+    layer of a DBM's particles) as an image. Images need `image_shape` (the visible
+    layer reshaped, e.g. (28, 28)); without it only scalars and histograms are written.
+
+    Args:
+        log_dir: directory of the event files (``tensorboard --logdir log_dir``).
+        freq: write every `freq` epochs.
+        image_shape: shape of one visible row as an image.
+        n_images: filters and particles shown.
+    """
+
+    def __init__(self, log_dir, freq=1, image_shape=None, n_images=64):
+        super().__init__()
+        self.log_dir = str(log_dir)
+        self.freq = validation.positive_int("freq", freq)
+        self.image_shape = image_shape
+        self.n_images = validation.positive_int("n_images", n_images)
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        import tensorflow as tf
+
+        self._writer = tf.summary.create_file_writer(self.log_dir)
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+
+    def _images(self):
+        from tfboltz import viz
+
+        model = self.model
+        kernel = getattr(model, "kernel", None)
+        if kernel is None and hasattr(model, "kernels"):
+            kernel = model.kernels[0]
+        out = {}
+        if kernel is not None:
+            out["filters"] = viz.tile_images(kernel.numpy()[:, :self.n_images].T,
+                                             self.image_shape)
+        chains = getattr(model, "persistent_chains", None)
+        if chains is None and hasattr(model, "particles"):
+            chains = model.particles[0]
+        if chains is not None:
+            out["fantasy_particles"] = viz.tile_images(chains.numpy()[:self.n_images],
+                                                       self.image_shape)
+        return out
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        if (epoch + 1) % self.freq:
+            return
+        with self._writer.as_default(step=epoch + 1):
+            for name, value in (logs or {}).items():
+                tf.summary.scalar(name, float(value))
+            for var in self.model.weights:
+                if "float" in str(var.dtype):
+                    tf.summary.histogram(var.path, var.numpy())
+            if self.image_shape is not None:
+                for name, grid in self._images().items():
+                    tf.summary.image(name, grid[None, :, :, None])
+        self._writer.flush()

@@ -5,6 +5,7 @@
     tfboltz eval NAME|FILE.keras         AIS log Z, test log-likelihood or ELBO, probe
     tfboltz finetune NAME|FILE.keras     to_sequential, fit, test error, SavedModel
     tfboltz sample NAME|FILE.keras       PNG grid of fantasies
+    tfboltz plot KIND NAME|FILE          filters, samples, reconstructions, mean-field, ...
     tfboltz train NAME                   run a model card's recipe
     tfboltz version
 
@@ -108,6 +109,45 @@ def _sample(args):
     print(f"wrote {path}")
 
 
+def _plot(args):
+    import numpy as np
+
+    from tfboltz import viz
+
+    if args.kind == "history":
+        print(f"wrote {viz.plot_history(args.source, args.out)}")
+        return 0
+    model = _load(args.source)
+    side = int(round(np.sqrt(model.n_visible)))
+    shape = (side, side)
+    if args.kind == "filters":
+        kernel = model.kernel if hasattr(model, "kernel") else (
+            model.kernels[0] if hasattr(model, "kernels") else model.rbms[0].kernel)
+        path = viz.plot_filters(kernel.numpy(), args.out, image_shape=shape, n=args.n)
+    elif args.kind == "samples":
+        images = (model.generate(n=args.n, steps=args.steps, seed=args.seed)
+                  if hasattr(model, "generate") else
+                  model.sample(args.n, steps=args.steps, seed=args.seed))
+        path = viz.plot_samples(images, args.out, image_shape=shape)
+    elif args.kind == "class-samples":
+        path = viz.plot_class_samples(model, args.out, steps=args.steps, seed=args.seed,
+                                      image_shape=shape)
+    else:
+        from tfboltz import data
+
+        x, _ = data.load_mnist("test", binarize="stochastic", seed=0)
+        if args.kind == "mean-field":
+            path = viz.plot_mean_field(model, x, args.out, image_shape=None)
+        else:
+            recon = model.reconstruct(x[:10]) if hasattr(model, "reconstruct") else None
+            if recon is None:
+                means = model.mean_field(x[:10])
+                recon = model.unit_layers[0].mean(model.layer_input(means, 0)).numpy()
+            path = viz.plot_reconstructions(x[:10], recon, args.out, image_shape=shape)
+    print(f"wrote {path}")
+    return 0
+
+
 def _train(args):
     from tfboltz import zoo
 
@@ -184,6 +224,20 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="samples.png")
     p.set_defaults(func=_sample)
+
+    p = sub.add_parser("plot", help="PNG figures: filters, samples, reconstructions, ...",
+                       description="Write a figure: filters, samples, reconstructions (MNIST "
+                                   "test images), mean-field (a DBM's settling on MNIST test "
+                                   "images), class-samples (a labelled DBN), or history (a "
+                                   "CSV training log).")
+    p.add_argument("kind", choices=["filters", "samples", "reconstructions", "mean-field",
+                                    "class-samples", "history"])
+    p.add_argument("source", help="zoo name or .keras file (a .csv log for history)")
+    p.add_argument("--n", type=int, default=100, help="filters or samples shown")
+    p.add_argument("--steps", type=int, default=1000, help="Gibbs sweeps for samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="figure.png")
+    p.set_defaults(func=_plot)
 
     p = sub.add_parser("train", help="run a model card's recipe",
                        description="Run the recipe (script and arguments) of a zoo model card "
