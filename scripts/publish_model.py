@@ -11,22 +11,14 @@ card is validated before it is written.
 """
 
 import argparse
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
 from tfboltz import zoo
+from tfboltz.data import sha256
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_atomic(path, text):

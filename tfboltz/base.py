@@ -251,6 +251,24 @@ class EnergyModel(keras.Model):
         return super().fit(x, y, batch_size=batch_size, epochs=epochs,
                            validation_data=validation_data, callbacks=callbacks, **kwargs)
 
+    def _sampling_request(self, n, init, clamp):
+        """Check the arguments of `sample`: returns ``(n, init rows or None, clamp mask
+        as float32 (n, n_visible))``."""
+        if init is None:
+            if clamp is not None:
+                raise ValueError("Expected `init` values to clamp. Received: init=None")
+            n = validation.positive_int("n", n)
+        else:
+            init = self.check_data(init, "init")
+            n = len(init) if n is None else validation.positive_int("n", n)
+            if n != len(init):
+                raise ValueError(f"Expected `n` to match len(init). Received: n={n}, "
+                                 f"len(init)={len(init)}")
+        mask = np.zeros((n, self.n_visible), "float32")
+        if clamp is not None:
+            mask = np.broadcast_to(np.asarray(clamp, bool), (n, self.n_visible)).astype("f4")
+        return n, init, mask
+
     def to_sequential(self, num_classes, dropout=0.0, n_mean_field=None, name=None):
         """A `keras.Sequential` classifier initialised from this model's weights.
 

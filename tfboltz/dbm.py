@@ -324,19 +324,7 @@ class DBM(EnergyModel):
             numpy array ``(n, n_visible)``.
         """
         steps = validation.positive_int("steps", steps)
-        if init is None:
-            if clamp is not None:
-                raise ValueError("Expected `init` values to clamp. Received: init=None")
-            n = validation.positive_int("n", n)
-        else:
-            init = self.check_data(init, "init")
-            n = len(init) if n is None else validation.positive_int("n", n)
-            if n != len(init):
-                raise ValueError(f"Expected `n` to match len(init). Received: n={n}, "
-                                 f"len(init)={len(init)}")
-        mask = np.zeros((n, self.n_visible), "float32")
-        if clamp is not None:
-            mask = np.broadcast_to(np.asarray(clamp, bool), (n, self.n_visible)).astype("f4")
+        n, init, mask = self._sampling_request(n, init, clamp)
         # The training generator, set to `seed` for this draw and then put back, so
         # that sampling never perturbs the training stream.
         gen = self.seed_generator

@@ -456,24 +456,11 @@ class RBM(EnergyModel):
             numpy array ``(n, n_visible)``.
         """
         steps = validation.positive_int("steps", steps) if steps else 0
-        if init is None:
-            if clamp is not None:
-                raise ValueError("Expected `init` values to clamp. Received: init=None")
-            n = validation.positive_int("n", n)
-        else:
-            init = self.check_data(init, "init")
-            n = len(init) if n is None else validation.positive_int("n", n)
-            if n != len(init):
-                raise ValueError(f"Expected `n` to match len(init). Received: n={n}, "
-                                 f"len(init)={len(init)}")
-        if clamp is not None:
-            clamp = np.broadcast_to(np.asarray(clamp, bool), (n, self.n_visible))
+        n, init, mask = self._sampling_request(n, init, clamp)
         if seed is not None:
             self.sampling_seed_generator.state.assign(
                 np.array([seed, 0], dtype=self.sampling_seed_generator.state.dtype))
         v0 = (np.zeros((n, self.n_visible), "float32") if init is None else init)
-        mask = (np.zeros((n, self.n_visible), "float32") if clamp is None
-                else clamp.astype("float32"))
         out = self._sample_fn(v0, mask, tf.constant(steps), init is None, bool(means))
         return out.numpy()
 
