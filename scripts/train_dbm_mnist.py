@@ -1,6 +1,6 @@
 """Train the MNIST DBM: greedy doubled pretraining, then joint mean-field + PCD.
 
-    python scripts/train_dbm_mnist.py --out runs/dbm
+    python scripts/train_dbm_mnist.py --out runs/dbm      # the zoo recipe (defaults)
 
 The recipe behind the README's DBM figures and the zoo's `mnist_dbm` weights. Training
 data: the 60,000 MNIST training images. Pretraining sees one fixed binarisation of
@@ -26,11 +26,11 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--layer-sizes", type=int, nargs="+", default=[784, 500, 1000])
-    p.add_argument("--pretrain-epochs", type=int, nargs="+", default=[30, 30],
+    p.add_argument("--pretrain-epochs", type=int, nargs="+", default=[50],
                    help="epochs of each pretraining RBM (one value for all, or one each)")
     p.add_argument("--pretrain-lr", type=float, default=0.01)
-    p.add_argument("--epochs", type=int, default=100, help="joint-training epochs")
-    p.add_argument("--lr", type=float, default=0.001)
+    p.add_argument("--epochs", type=int, default=180, help="joint-training epochs")
+    p.add_argument("--lr", type=float, default=0.0005)
     p.add_argument("--final-lr", type=float, default=0.0)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--n-chains", type=int, default=100)
@@ -87,6 +87,9 @@ def main(argv=None):
     dbm.compile(optimizer=keras.optimizers.SGD(args.lr, momentum=0.5))
     if state["epochs_done"] == 0:
         save(dbm, args.out, state)
+        tmp = args.out / "pretrained.tmp.keras"  # the stitched model, kept for restarts
+        dbm.save(tmp)
+        tmp.replace(args.out / "pretrained.keras")
 
     def lr(epoch):
         return args.lr + (args.final_lr - args.lr) * epoch / args.epochs
