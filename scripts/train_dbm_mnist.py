@@ -29,8 +29,8 @@ def parse_args(argv=None):
     p.add_argument("--pretrain-epochs", type=int, nargs="+", default=[50],
                    help="epochs of each pretraining RBM (one value for all, or one each)")
     p.add_argument("--pretrain-lr", type=float, default=0.01)
-    p.add_argument("--epochs", type=int, default=180, help="joint-training epochs")
-    p.add_argument("--lr", type=float, default=0.0005)
+    p.add_argument("--epochs", type=int, default=200, help="joint-training epochs")
+    p.add_argument("--lr", type=float, default=0.002)
     p.add_argument("--final-lr", type=float, default=0.0)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--n-chains", type=int, default=100)
