@@ -179,12 +179,25 @@ def test_regularisers_max_norm_sparsity_dropout(digits):
 
 def test_jit_compile_trains_like_the_graph(digits):
     x, _ = digits
-    rbm = tb.RBM(64, 16, learning="pcd", n_chains=20, seed=0)
-    rbm.compile(optimizer=keras.optimizers.SGD(0.05), jit_compile=True)
-    hist = rbm.fit(x[:400], batch_size=20, epochs=2, verbose=0)
-    assert rbm.jit_compile is True
+
+    def train(jit, rows, epochs):
+        # tf.data's shuffle combines the model's seed with TensorFlow's global seed,
+        # which other tests set: fix it so each run sees the same batches.
+        keras.utils.set_random_seed(0)
+        rbm = tb.RBM(64, 16, learning="pcd", n_chains=20, seed=0)
+        rbm.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), jit_compile=jit)
+        hist = rbm.fit(x[:rows], batch_size=20, epochs=epochs, verbose=0)
+        assert rbm.jit_compile is jit
+        return rbm, hist.history["reconstruction_error"]
+
+    # One step: XLA and the plain graph make the same update (float tolerance).
+    (a, _), (b, _) = train(True, 20, 1), train(False, 20, 1)
+    np.testing.assert_allclose(a.kernel.numpy(), b.kernel.numpy(), atol=1e-4)
+    # Three epochs under XLA learn (PCD paths then drift apart chaotically, so no
+    # weight comparison there).
+    rbm, errors = train(True, len(x), 3)
     assert np.all(np.isfinite(rbm.kernel.numpy()))
-    assert hist.history["reconstruction_error"][1] < hist.history["reconstruction_error"][0]
+    assert min(errors[1:]) < 0.93 * errors[0], errors  # seen: 0.127 -> 0.111
 
 
 def test_conditional_sampling_matches_exact_conditional():
