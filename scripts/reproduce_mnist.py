@@ -101,10 +101,9 @@ def dbm_section(dbm_path, out, args):
     record(out, "dbm_finetuned", res)
 
 
-def random_init_like(dbm):
+def random_init(sizes):
     """The DBM classifier without its generative start: the same Dense layers on raw
     pixels, Glorot-initialised (sigmoid hidden units)."""
-    sizes = dbm.layer_sizes
     layers = [keras.Input((sizes[0],))]
     layers += [keras.layers.Dense(n, activation="sigmoid", name=f"hidden_{i}")
                for i, n in enumerate(sizes[1:], start=1)]
@@ -118,14 +117,17 @@ def semi_section(rbm_path, dbm_path, out, args):
         starts["rbm"] = lambda: keras.saving.load_model(rbm_path)
     if dbm_path and "dbm" in args.starts:
         starts["dbm"] = lambda: keras.saving.load_model(dbm_path)
-    if dbm_path and "random" in args.starts:
-        starts["random"] = lambda: random_init_like(keras.saving.load_model(dbm_path))
+    if "random" in args.starts:
+        starts["random"] = lambda: random_init(args.random_sizes)
     for n in SIZES:
         n_fit = n - min(5000, max(1, n // 10))
         steps_per_epoch = max(1, n_fit // min(100, n_fit))
         epochs = max(args.epochs, int(np.ceil(3000 / steps_per_epoch)))  # >= 3,000 updates
         for name, make in starts.items():
             key = f"semi_{name}_{n}"
+            if out.exists() and key in json.loads(out.read_text()) and not args.redo:
+                print(f"{key}: already measured, skipped (--redo measures again)")
+                continue
             keras.utils.set_random_seed(0)
             res = tb.experiments.finetune_mnist(make(), args.work / key, epochs=epochs,
                                                 batch_size=min(100, n_fit), n_train=n, verbose=0)
@@ -141,6 +143,9 @@ def main(argv=None):
                    default=["rbm", "dbm", "semi"])
     p.add_argument("--starts", nargs="+", choices=["rbm", "dbm", "random"],
                    default=["rbm", "dbm", "random"], help="initialisations in `semi`")
+    p.add_argument("--random-sizes", type=int, nargs="+", default=[784, 500, 1000],
+                   help="layer sizes of the randomly initialised baseline")
+    p.add_argument("--redo", action="store_true", help="measure rows already in --json")
     p.add_argument("--epochs", type=int, default=30, help="fine-tuning epochs (at least)")
     p.add_argument("--json", type=Path, default=Path("docs/results/reproduce_mnist.json"))
     p.add_argument("--work", type=Path, default=Path("runs/reproduce"))
