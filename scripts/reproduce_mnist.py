@@ -15,7 +15,8 @@ split over several invocations with ``--only``):
 - ``semi``: fine-tuning from the pretrained RBM and DBM, and from random
   initialisation (the DBM classifier's Dense layers, 784-500-1000-10 with sigmoid
   units, Glorot-initialised, on raw pixels), with 100, 1,000, 10,000 and 60,000
-  labelled images (a tenth of them, at most 5,000, held out to pick the epoch).
+  labelled images (a tenth of them, at most 5,000, held out to pick the epoch by
+  validation loss); at least 3,000 updates, small sets repeated within an epoch.
 """
 
 import argparse
@@ -121,7 +122,7 @@ def semi_section(rbm_path, dbm_path, out, args):
         starts["random"] = lambda: random_init(args.random_sizes)
     for n in SIZES:
         n_fit = n - min(5000, max(1, n // 10))
-        steps_per_epoch = max(1, n_fit // min(100, n_fit))
+        steps_per_epoch = max(50, n_fit // min(100, n_fit))  # small sets repeat in an epoch
         epochs = max(args.epochs, int(np.ceil(3000 / steps_per_epoch)))  # >= 3,000 updates
         for name, make in starts.items():
             key = f"semi_{name}_{n}"
@@ -130,7 +131,9 @@ def semi_section(rbm_path, dbm_path, out, args):
                 continue
             keras.utils.set_random_seed(0)
             res = tb.experiments.finetune_mnist(make(), args.work / key, epochs=epochs,
-                                                batch_size=min(100, n_fit), n_train=n, verbose=0)
+                                                batch_size=min(100, n_fit), n_train=n,
+                                                monitor="val_loss", min_steps_per_epoch=50,
+                                                verbose=0)
             record(out, key, res)
 
 

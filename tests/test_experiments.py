@@ -77,3 +77,11 @@ def test_cli_eval_and_finetune_on_a_file(small_dbm, tmp_path, capsys):
     assert "test_elbo" in json.loads((tmp_path / "e.json").read_text())
     assert cli.main(["finetune", str(path), "--epochs", "1", "--out", str(tmp_path / "ft")]) == 0
     assert "same labels = True" in capsys.readouterr().out
+
+
+def test_few_labels_repeat_within_an_epoch_and_pick_by_loss(small_dbm, tmp_path):
+    res = experiments.finetune_mnist(small_dbm, tmp_path, epochs=2, n_train=100,
+                                     monitor="val_loss", min_steps_per_epoch=20, verbose=0)
+    assert res["repeats_per_epoch"] == 23 and res["monitor"] == "val_loss"  # 90 rows, batch 100
+    with pytest.raises(ValueError, match="monitor"):
+        experiments.finetune_mnist(small_dbm, tmp_path, epochs=1, monitor="loss")

@@ -87,7 +87,8 @@ def evaluate_mnist(model, n_chains=100, n_betas=20000, seed=0, probe=True, n_mea
 
 
 def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0.0, n_val=5000,
-                   n_train=None, seed=0, verbose=2):
+                   n_train=None, seed=0, monitor="val_accuracy", min_steps_per_epoch=1,
+                   verbose=2):
     """Fine-tune `model.to_sequential(10)` on MNIST, export it, check the export.
 
     A DBM classifier's first layer (the mean-field augmentation) is frozen, so its
@@ -106,11 +107,16 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
             all but the held-out rows); the held-out rows are then the next `n_val`
             rows, or a tenth of `n_train` when that is smaller.
         seed: seed of the classifier's output layer and the data order.
+        monitor: what picks the epoch on the held-out rows ("val_accuracy" or
+            "val_loss", the finer choice when only a few rows are held out).
+        min_steps_per_epoch: small training sets are repeated within an epoch to
+            give at least this many steps (fewer, longer epochs for the same updates).
 
     Returns:
         A dict of figures (also written to ``result.json``).
     """
     epochs = validation.positive_int("epochs", epochs)
+    monitor = validation.one_of("monitor", monitor, ("val_accuracy", "val_loss"))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
@@ -138,14 +144,17 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
     head.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
                  metrics=["accuracy"])
     t0 = time.time()
-    hist = head.fit(f[:n_fit], y[:n_fit], batch_size=batch_size, epochs=epochs,
+    reps = max(1, -(-min_steps_per_epoch * batch_size // n_fit))
+    hist = head.fit(np.tile(f[:n_fit], (reps, 1)), np.tile(y[:n_fit], reps),
+                    batch_size=batch_size, epochs=epochs,
                     validation_data=(f[n_fit:], y[n_fit:n_fit + n_held]), verbose=verbose,
                     callbacks=[keras.callbacks.EarlyStopping(
-                        "val_accuracy", patience=epochs, restore_best_weights=True)])
+                        monitor, patience=epochs, restore_best_weights=True)])
     t_fit = time.time() - t0
     clf.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     acc = float(clf.evaluate(x_test, y_test, batch_size=1000, verbose=0)[1])
-    best = int(np.argmax(hist.history["val_accuracy"]))
+    scores = np.asarray(hist.history[monitor])
+    best = int(np.argmax(scores) if monitor == "val_accuracy" else np.argmin(scores))
     tmp = out_dir / "classifier.tmp.keras"
     clf.save(tmp)
     tmp.replace(out_dir / "classifier.keras")
@@ -156,7 +165,8 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         "test_error_percent": 100 * (1 - acc), "test_accuracy_percent": 100 * acc,
         "n_train": n_fit, "n_val": n_held, "best_epoch": best + 1,
         "val_accuracy": float(hist.history["val_accuracy"][best]), "epochs": epochs, "lr": lr,
-        "dropout": dropout, "batch_size": batch_size, "seed": seed,
+        "dropout": dropout, "batch_size": batch_size, "seed": seed, "monitor": monitor,
+        "repeats_per_epoch": reps,
         "first_layer_seconds": t_first, "fit_seconds": t_fit, **check,
     }
     (out_dir / "result.json").write_text(json.dumps(result, indent=1))
