@@ -3,7 +3,7 @@
     python scripts/results_tables.py
 
 Reads docs/results/dbm_ais.json (scripts/eval_dbm_ais.py), docs/results/
-dbm_finetune.json (scripts/finetune_mnist.py) and docs/results/reproduce_mnist.json
+dbm_finetune.json (scripts/finetune_mnist.py) and docs/results/reproduce_mnist*.json
 (scripts/reproduce_mnist.py); rows not measured yet print as "not measured".
 """
 
@@ -38,7 +38,7 @@ def dbm_table():
 
 
 def semi_table():
-    rows = load("reproduce_mnist.json")
+    rows = {**load("reproduce_mnist.json"), **load("reproduce_mnist_dbm.json")}
     print("| labelled images | RBM + fine-tuning | DBM + fine-tuning | random init | "
           "anchors (RBM / DBM / random) |")
     print("|---|---|---|---|---|")
