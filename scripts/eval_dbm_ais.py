@@ -55,6 +55,11 @@ def main(argv=None):
         print(f"run {seed}: log Z = {est.log_z:.3f} ({est.log_z_low:.3f}, {est.log_z_high:.3f}); "
               f"average test ELBO {res['test_elbo']:.2f} nats (train, 10k rows: "
               f"{res['train_elbo_10k']:.2f}); AIS {res['seconds']:.0f} s")
+        if bound_test.max() > est.log_z:
+            res["log_z_invalid"] = True
+            print(f"  INVALID: log Z is below the unnormalised bound of a test image "
+                  f"({bound_test.max():.1f}), so this AIS run did not converge (more betas, "
+                  "or a better proposal, are needed)")
     print(f"mean-field for the ELBO ({args.n_mean_field} iterations, 20k rows): {t_elbo:.0f} s")
     if args.json:
         with open(args.json, "w") as f:
