@@ -29,6 +29,8 @@ def main(argv=None):
     p.add_argument("--n-betas", type=int, default=20000)
     p.add_argument("--runs", type=int, default=1, help="independent AIS runs (seeds 0..)")
     p.add_argument("--n-mean-field", type=int, default=30)
+    p.add_argument("--proposal", default="base_rate", choices=["base_rate", "uniform", "rbm"],
+                   help='"rbm": the two-stage path (RBM of the first layer, then the rest)')
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
     dbm = keras.saving.load_model(args.model)
@@ -44,7 +46,7 @@ def main(argv=None):
     for seed in range(args.runs):
         t0 = time.time()
         est = tb.ais.log_partition(dbm, n_chains=args.n_chains, n_betas=args.n_betas, seed=seed,
-                                   data=x_train)
+                                   data=x_train, proposal=args.proposal)
         res = {
             "seed": seed, "log_z": est.log_z, "log_z_low": est.log_z_low,
             "log_z_high": est.log_z_high, "seconds": time.time() - t0,
@@ -64,6 +66,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "n_chains": args.n_chains, "n_betas": args.n_betas,
+                       "proposal": args.proposal,
                        "n_mean_field": args.n_mean_field, "elbo_seconds": t_elbo,
                        "runs": results}, f, indent=2)
 

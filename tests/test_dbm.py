@@ -284,3 +284,16 @@ def test_sparsity_pulls_hidden_activity_towards_the_target(digits):
         return np.mean(dbm.mean_field(x)[1])
 
     assert activity(1.0) < activity(0.0) - 0.05
+
+
+@pytest.mark.parametrize("sizes", [[10, 6, 4], [8, 5, 4, 3]])
+def test_two_stage_ais_matches_exact_log_z(sizes):
+    dbm = _random_dbm(sizes, std=0.7, seed=3)
+    exact = tb.ais.exact_log_partition(dbm)
+    x = (np.random.default_rng(0).random((200, sizes[0])) < 0.4).astype("float32")
+    est = tb.ais.log_partition(dbm, n_chains=100, n_betas=3000, seed=0, proposal="rbm", data=x,
+                               verbose=0)
+    assert abs(est.log_z - exact) < 0.1, (est, exact)
+    assert est.proposal == "rbm" and est.n_betas == 6000
+    with pytest.raises(ValueError, match='Expected a DBM for proposal="rbm"'):
+        tb.ais.log_partition(tb.RBM(4, 3), proposal="rbm")
