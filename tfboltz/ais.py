@@ -243,6 +243,14 @@ def _rbm_annealing(model, base, n_chains, gen):
     return log_z_base, base.sample(tf.zeros((n_chains, model.n_visible)), gen), transition
 
 
+def _odd_placed(n_layers, odd, odd_states):
+    """A list of `n_layers` layer states with the odd layers' filled in, None elsewhere."""
+    states = [None] * n_layers
+    for i, x in zip(odd, odd_states):
+        states[i] = x
+    return states
+
+
 def _dbm_annealing(model, base, n_chains, gen):
     layers = model.unit_layers
     odd, even = range(1, len(layers), 2), range(0, len(layers), 2)
@@ -255,10 +263,7 @@ def _dbm_annealing(model, base, n_chains, gen):
     ])[0].numpy())
 
     def full(odd_states):
-        states = [None] * len(layers)
-        for i, x in zip(odd, odd_states):
-            states[i] = x
-        return states
+        return _odd_placed(len(layers), odd, odd_states)
 
     def even_input(states, i, beta):
         a = model.layer_input(states, i)
@@ -334,10 +339,7 @@ def _dbm_two_stage(model, n_chains, n_betas, seed, data, verbose):
         return tf.add_n(terms)
 
     def full(odd_states):
-        states = [None] * len(layers)
-        for i, x in zip(odd, odd_states):
-            states[i] = x
-        return states
+        return _odd_placed(len(layers), odd, odd_states)
 
     def transition2(odd_states, g_prev, g_next):
         states = full(odd_states)
