@@ -117,3 +117,13 @@ def test_tensorboard_callback_writes_the_expected_tags(tmp_path, digits):
             tags.update(v.tag for v in event.summary.value)
     assert {"reconstruction_error", "filters", "fantasy_particles"} <= tags
     assert any("kernel" in t for t in tags) and any("bias" in t for t in tags)
+
+
+def test_cli_list_and_fetch(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "mnist_rbm" in out and "mnist_dbm" in out and "weights not published" in out
+    assert cli.main(["fetch", "mnist_rbm", "mnist_dbm"]) == 0  # shipped files: verified, kept
+    assert "sha256 ok" in capsys.readouterr().out
+    assert cli.main(["fetch", "no_such_model"]) == 1
+    assert "no_such_model" in capsys.readouterr().err
