@@ -406,9 +406,7 @@ def pretrain_dbm(dbm, x, epochs=20, batch_size=100, optimizer=None, learning="cd
     if not isinstance(dbm, DBM):
         raise ValueError(f"Expected a DBM to pretrain. Received: {type(dbm).__name__}")
     n_rbms = len(dbm.kernels)
-    epochs = _per_rbm("epochs", epochs, n_rbms)
-    for e in epochs:
-        validation.positive_int("epochs", e)
+    epochs = _epochs_per_rbm(epochs, n_rbms)
     optimizers = _per_rbm("optimizer", optimizer, n_rbms)
     extra = _per_rbm("rbm_kwargs", rbm_kwargs or {}, n_rbms)
     propagate = validation.one_of("propagate", propagate, ("means", "samples"))
@@ -437,13 +435,27 @@ def pretrain_dbm(dbm, x, epochs=20, batch_size=100, optimizer=None, learning="cd
                 verbose=verbose)
         rbms.append(rbm)
         if not top:
-            data = rbm.transform(data)
-            if propagate == "samples":
-                data = (rng.random(data.shape) < data).astype("float32")
+            data = _pass_up(rbm, data, propagate, rng)
     _stitch(dbm, rbms)
     dbm._init_particles(dbm.check_data(x))
     dbm.data_initialized.assign(True)
     return rbms
+
+
+def _epochs_per_rbm(epochs, n):
+    """`epochs` as one positive int per RBM of a greedy stack."""
+    epochs = _per_rbm("epochs", epochs, n)
+    for e in epochs:
+        validation.positive_int("epochs", e)
+    return epochs
+
+
+def _pass_up(rbm, data, propagate, rng):
+    """The next RBM's data in a greedy stack: hidden means, or samples of them."""
+    data = rbm.transform(data)
+    if propagate == "samples":
+        data = (rng.random(data.shape) < data).astype("float32")
+    return data
 
 
 def _per_rbm(name, value, n):

@@ -341,14 +341,12 @@ def pretrain_dbn(dbn, x, y=None, epochs=20, batch_size=100, optimizer=None, prop
     Returns:
         A list with each RBM's `History`.
     """
-    from tfboltz.dbm import _per_rbm
+    from tfboltz.dbm import _epochs_per_rbm, _pass_up
 
     if not isinstance(dbn, DBN):
         raise ValueError(f"Expected a DBN to pretrain. Received: {type(dbn).__name__}")
     n_rbms = len(dbn.rbms)
-    epochs = _per_rbm("epochs", epochs, n_rbms)
-    for e in epochs:
-        validation.positive_int("epochs", e)
+    epochs = _epochs_per_rbm(epochs, n_rbms)
     propagate = validation.one_of("propagate", propagate, ("means", "samples"))
     data = dbn.check_data(x)
     if dbn.n_labels:
@@ -370,9 +368,7 @@ def pretrain_dbn(dbn, x, y=None, epochs=20, batch_size=100, optimizer=None, prop
         histories.append(rbm.fit(inputs, batch_size=batch_size, epochs=epochs[i],
                                  callbacks=callbacks, verbose=verbose))
         if i < n_rbms - 1:
-            data = rbm.transform(data)
-            if propagate == "samples":
-                data = (rng.random(data.shape) < data).astype("float32")
+            data = _pass_up(rbm, data, propagate, rng)
     dbn.untie()
     dbn.data_initialized.assign(True)
     return histories
