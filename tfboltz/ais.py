@@ -294,12 +294,12 @@ def _dbm_annealing(model, base, n_chains, gen):
 
 def _first_rbm(dbm):
     """The RBM of a DBM's first two layers (same weights and biases)."""
+    from tfboltz.dbm import _unit_layer_like
     from tfboltz.rbm import RBM
 
     layers = dbm.unit_layers
-    rbm = RBM(dbm.layer_sizes[0], dbm.layer_sizes[1],
-              visible=type(layers[0]).from_config({**layers[0].get_config(), "name": "v"}),
-              hidden=type(layers[1]).from_config({**layers[1].get_config(), "name": "h"}))
+    rbm = RBM(dbm.layer_sizes[0], dbm.layer_sizes[1], visible=_unit_layer_like(layers[0], "v"),
+              hidden=_unit_layer_like(layers[1], "h"))
     for dst, src in zip([*rbm.visible_layer.weights, *rbm.hidden_layer.weights, rbm.kernel],
                         [*layers[0].weights, *layers[1].weights, dbm.kernels[0]]):
         dst.assign(src)

@@ -62,12 +62,9 @@ class MeanFieldAugmentation(keras.layers.Layer):
         self.layer_sizes = [int(n) for n in layer_sizes]
         self.n_iter = validation.positive_int("n_iter", n_iter)
         self.tol = validation.non_negative_float("tol", tol)
-        n = len(self.layer_sizes)
-        self.unit_layers = (
-            [units_lib.get(visible, self.layer_sizes[0], name="layer_0")]
-            + [units_lib.get("bernoulli", size, name=f"layer_{i}")
-               for i, size in enumerate(self.layer_sizes[1:-1], start=1)]
-            + [units_lib.get(top, self.layer_sizes[-1], name=f"layer_{n - 1}")])
+        from tfboltz.dbm import make_unit_layers
+
+        self.unit_layers = make_unit_layers(self.layer_sizes, visible, top)
         self.trainable = False
 
     def build(self, input_shape=None):

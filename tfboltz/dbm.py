@@ -12,6 +12,15 @@ VISIBLE_TYPES = (units_lib.BernoulliUnits, units_lib.GaussianUnits)
 TOP_TYPES = (units_lib.BernoulliUnits, units_lib.SoftmaxUnits)
 
 
+def make_unit_layers(layer_sizes, visible, top, seed=None):
+    """The units layers of a DBM: `visible`, Bernoulli hidden layers, `top`."""
+    n = len(layer_sizes)
+    return ([units_lib.get(visible, layer_sizes[0], seed, name="layer_0")]
+            + [units_lib.get("bernoulli", size, seed, name=f"layer_{i}")
+               for i, size in enumerate(layer_sizes[1:-1], start=1)]
+            + [units_lib.get(top, layer_sizes[-1], seed, name=f"layer_{n - 1}")])
+
+
 def layer_input(unit_layers, kernels, states, i):
     """Input to layer `i` of a layered model from its neighbours' `states`."""
     total = 0.0
@@ -116,11 +125,7 @@ class DBM(EnergyModel):
         self.sparsity_cost = validation.non_negative_float("sparsity_cost", sparsity_cost)
         self.weight_init_std = validation.non_negative_float("weight_init_std", weight_init_std)
         self.seed = seed
-        n = len(self.layer_sizes)
-        layers = [units_lib.get(visible, self.layer_sizes[0], seed, name="layer_0")]
-        layers += [units_lib.get("bernoulli", size, seed, name=f"layer_{i}")
-                   for i, size in enumerate(self.layer_sizes[1:-1], start=1)]
-        layers.append(units_lib.get(top, self.layer_sizes[-1], seed, name=f"layer_{n - 1}"))
+        layers = make_unit_layers(self.layer_sizes, visible, top, seed)
         for layer, allowed, role in ((layers[0], VISIBLE_TYPES, "visible"),
                                      (layers[-1], TOP_TYPES, "top")):
             if not isinstance(layer, allowed):
