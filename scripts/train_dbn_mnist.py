@@ -1,0 +1,118 @@
+"""Train the MNIST DBN of Hinton, Osindero & Teh (2006): 784-500-500-2000 with the ten
+labels joined to the top RBM; greedy training, then up-down fine-tuning.
+
+    python scripts/train_dbn_mnist.py --out runs/dbn      # the README's recipe (defaults)
+
+Data: the 60,000 MNIST training images with grey levels read as Bernoulli
+probabilities (as the 2006 paper does). Greedy training fits each RBM with CD-1
+through `RBM.fit`; up-down fine-tuning runs through `DBN.fit` with CD-`--k` at the
+top. The generative classification error on the 10,000 test images (label chosen by
+the top RBM's free energy) is measured after greedy training and every
+`--eval-every` up-down epochs, and written with the wall-clock of each phase to
+``state.json``. A checkpoint (``model.keras``) is written atomically after greedy
+training and after each up-down epoch; ``--resume`` continues from the last one.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+import tfboltz as tb
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--layer-sizes", type=int, nargs="+", default=[784, 500, 500, 2000])
+    p.add_argument("--pretrain-epochs", type=int, nargs="+", default=[30],
+                   help="epochs of each greedy RBM (one value for all, or one each)")
+    p.add_argument("--pretrain-lr", type=float, default=0.01)
+    p.add_argument("--l2", type=float, default=2e-4)
+    p.add_argument("--epochs", type=int, default=60, help="up-down epochs")
+    p.add_argument("--lr", type=float, default=0.001, help="up-down SGD learning rate")
+    p.add_argument("--momentum", type=float, default=0.9, help="up-down momentum")
+    p.add_argument("--k", type=int, default=3, help="Gibbs steps at the top in up-down")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--n-train", type=int, default=60000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("runs/dbn"))
+    p.add_argument("--resume", action="store_true")
+    return p.parse_args(argv)
+
+
+def save(model, out, state, name="model"):
+    """Checkpoint under a temporary name, then rename into place; the state last."""
+    tmp = out / f"{name}.tmp.keras"
+    model.save(tmp)
+    tmp.replace(out / f"{name}.keras")
+    tmp_state = out / "state.tmp.json"
+    tmp_state.write_text(json.dumps(state, indent=1))
+    tmp_state.replace(out / "state.json")
+
+
+def test_error(dbn, x_test, y_test):
+    """Generative classification error (%) by the top RBM's label free energies."""
+    return float(100.0 * np.mean(dbn.classify(x_test).argmax(1) != y_test))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(args.seed)
+    x, y = tb.data.load_mnist("train")
+    x, y = x[: args.n_train], y[: args.n_train]
+    x_test, y_test = tb.data.load_mnist("test")
+    state_path = args.out / "state.json"
+    if args.resume and state_path.exists():
+        state = json.loads(state_path.read_text())
+        dbn = keras.saving.load_model(args.out / "model.keras")
+        print(f"resuming after {state['epochs_done']} up-down epochs")
+    else:
+        state = {"args": {k: str(v) for k, v in vars(args).items()}, "epochs_done": 0,
+                 "pretrain_seconds": None, "updown_seconds": 0.0, "test_error": {}}
+        dbn = tb.DBN(args.layer_sizes, n_labels=10, k=args.k, l2=args.l2, seed=args.seed)
+        t0 = time.time()
+        epochs = args.pretrain_epochs
+        tb.pretrain_dbn(dbn, x, y, epochs=epochs[0] if len(epochs) == 1 else epochs,
+                        batch_size=args.batch_size,
+                        optimizer=lambda: keras.optimizers.SGD(args.pretrain_lr, momentum=0.9),
+                        verbose=2)
+        state["pretrain_seconds"] = time.time() - t0
+        state["test_error"]["0"] = test_error(dbn, x_test, y_test)
+        print(f"greedy training took {state['pretrain_seconds']:.0f} s; generative test "
+              f"error {state['test_error']['0']:.2f}%")
+        save(dbn, args.out, state, "pretrained")
+        save(dbn, args.out, state)
+    # On --resume the optimizer starts afresh: its momentum buffers are not restored.
+    dbn.compile(optimizer=keras.optimizers.SGD(args.lr, momentum=args.momentum))
+
+    class Save(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            state["epochs_done"] = epoch + 1
+            state["updown_seconds"] += time.time() - self.t0
+            if (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs:
+                err = test_error(self.model, x_test, y_test)
+                state["test_error"][str(epoch + 1)] = err
+                print(f"epoch {epoch + 1}: generative test error {err:.2f}%", flush=True)
+            save(self.model, args.out, state)
+
+    if state["epochs_done"] < args.epochs:
+        dbn.fit(x, y, batch_size=args.batch_size, epochs=args.epochs,
+                initial_epoch=state["epochs_done"], verbose=2,
+                callbacks=[keras.callbacks.CSVLogger(args.out / "log.csv",
+                                                     append=state["epochs_done"] > 0),
+                           Save()])
+    print(f"up-down: {state['updown_seconds']:.0f} s in total; test error by epoch: "
+          f"{state['test_error']}")
+
+
+if __name__ == "__main__":
+    main()
