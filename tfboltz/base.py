@@ -125,7 +125,8 @@ class EnergyModel(keras.Model):
                 f"Received: loss={kwargs['loss']!r}"
             )
         if optimizer is None:
-            optimizer = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
+            with self.distribute_strategy.scope():
+                optimizer = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
         super().compile(
             optimizer=optimizer, steps_per_execution=steps_per_execution,
             jit_compile=jit_compile, **kwargs,
@@ -224,6 +225,7 @@ class EnergyModel(keras.Model):
             val_rows = take_rows(val_x, MONITOR_ROWS)
         if getattr(self, "optimizer", None) is None or not self.compiled:
             self.compile()
+        self._prepare_fit()
         monitor = take_rows(x, MONITOR_ROWS)
         if not bool(self.data_initialized.numpy()) and monitor is not None:
             self.init_from_data(x if not isinstance(x, tf.data.Dataset) else monitor)
@@ -250,6 +252,18 @@ class EnergyModel(keras.Model):
         self.diverged_at.assign(-1)
         return super().fit(x, y, batch_size=batch_size, epochs=epochs,
                            validation_data=validation_data, callbacks=callbacks, **kwargs)
+
+    def _prepare_fit(self):
+        """Create the optimizer's slots now, in the model's strategy scope (the guarded
+        update applies gradients inside a condition, where no variable may be created).
+        Under a multi-replica strategy, run one step per call: TensorFlow cannot place
+        the cross-replica condition inside Keras's multi-step loop."""
+        if not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+        if self.distribute_strategy.num_replicas_in_sync > 1 and self.steps_per_execution > 1:
+            self.steps_per_execution = 1
+            self.train_function = None
 
     def _sampling_request(self, n, init, clamp):
         """Check the arguments of `sample`: returns ``(n, init rows or None, clamp mask
@@ -288,9 +302,47 @@ class EnergyModel(keras.Model):
         self._init_from_data(np.asarray(x, "float32"))
         self.data_initialized.assign(True)
 
+    # Distribution --------------------------------------------------------------------
+
+    @staticmethod
+    def _replica_context():
+        """The replica context of a multi-replica `tf.distribute` step, else None."""
+        if not tf.distribute.has_strategy():
+            return None
+        ctx = tf.distribute.get_replica_context()
+        if ctx is None or ctx.num_replicas_in_sync == 1:
+            return None
+        return ctx
+
+    def _step_seed(self, generator):
+        """`generator`, or under a multi-replica strategy a view of it that folds in
+        the replica's id, so that replicas draw different noise from one shared state."""
+        ctx = self._replica_context()
+        return generator if ctx is None else _ReplicaSeed(generator, ctx.replica_id_in_sync_group)
+
+    def _chain_share(self, chains, name="n_chains"):
+        """This replica's rows of persistent `chains` (all of them without a strategy).
+
+        Replica ``r`` of ``R`` owns rows ``[r n / R, (r + 1) n / R)``; after an update
+        the shares are gathered back in replica order (`_apply_if_finite`), so the
+        variable holds every chain, identical on every device, and saves as usual.
+        """
+        ctx = self._replica_context()
+        if ctx is None:
+            return chains
+        n, replicas = int(chains.shape[0]), ctx.num_replicas_in_sync
+        if n % replicas:
+            raise ValueError(f"Expected `{name}` divisible by the number of replicas "
+                             f"({replicas}), so that each keeps an equal share of the "
+                             f"persistent chains. Received: {name}={n}")
+        share = n // replicas
+        start = tf.cast(ctx.replica_id_in_sync_group, "int32") * share
+        return tf.slice(chains, tf.stack([start, 0]), [share, -1])
+
     # The guarded update ----------------------------------------------------------
 
-    def _apply_if_finite(self, grads, variables, statistics, after_update, grad_bounds=None):
+    def _apply_if_finite(self, grads, variables, statistics, after_update, grad_bounds=None,
+                         state=(), merge=()):
         """Apply `grads` only if they and `statistics` are finite and bounded.
 
         A gradient counts as bad if it is not finite or if ``learning_rate * sum|g|``
@@ -299,9 +351,16 @@ class EnergyModel(keras.Model):
         only way weights could go bad, and no copy of the weights is needed. For a
         large gradient, `grad_bounds` (``{id(variable): bound on max|g|}``, computed
         from the small statistics it is a product of) replaces the pass over it.
-        `after_update()` runs after a good update (max-norm, chains, running
+        `after_update(state)` runs after a good update (max-norm, chains, running
         averages); otherwise nothing changes and `diverged_at` records the step for
         `DivergenceGuard` to report.
+
+        Under a multi-replica `tf.distribute` strategy each replica brings the gradient
+        of its share of the global batch; the update applies their mean (as a
+        single device would on the global batch), and only if every replica's step is
+        good. Each entry of `state` is then merged across replicas before
+        `after_update` sees it, as `merge` says: "concat" (chain shares, in replica
+        order) or "mean".
         """
         grad_bounds = grad_bounds or {}
         ok = self.diverged_at < 0
@@ -315,13 +374,52 @@ class EnergyModel(keras.Model):
             ok = tf.logical_and(ok, tf.math.is_finite(total))
             ok = tf.logical_and(ok, lr * total < MAX_UPDATE)
 
-        def good():
-            self.optimizer.apply_gradients(zip(grads, variables))
-            after_update()
-            return tf.constant(True)
-
         def bad():
             self.diverged_at.assign(tf.cast(self.optimizer.iterations, "int64"))
             return tf.constant(False)
 
-        return tf.cond(ok, good, bad)
+        ctx = self._replica_context()
+        if ctx is None:
+            def good():
+                self.optimizer.apply_gradients(zip(grads, variables))
+                after_update(list(state))
+                return tf.constant(True)
+
+            return tf.cond(ok, good, bad)
+        replicas = ctx.num_replicas_in_sync
+        # The optimizer sums the replicas' gradients: each brings its share of the mean.
+        grads = [g / replicas for g in grads]
+
+        def apply_on_replica(grads):
+            self.optimizer.apply_gradients(zip(grads, variables))
+
+        def cross_replica(distribution, grads, ok, state):
+            local = distribution.experimental_local_results
+            all_ok = tf.reduce_all(tf.stack(local(ok)))
+            merged = [tf.concat(local(t), 0) if how == "concat" else tf.add_n(local(t)) / replicas
+                      for t, how in zip(state, merge)]
+
+            def good():
+                # The optimizer's update needs a replica context (it all-reduces); the
+                # condition itself must be decided here, across replicas.
+                distribution.extended.call_for_each_replica(apply_on_replica, args=(grads,))
+                after_update(merged)
+                return tf.constant(True)
+
+            return tf.cond(all_ok, good, bad)
+
+        return ctx.merge_call(cross_replica, args=(grads, ok, list(state)))
+
+
+class _ReplicaSeed(keras.random.SeedGenerator):
+    """A replica's view of a shared `SeedGenerator`: draws advance the shared state and
+    fold in the replica id (a Keras random op accepts it as its `seed`)."""
+
+    def __init__(self, base, replica_id):  # no state of its own: no super().__init__
+        self.base = base
+        self.replica_id = replica_id
+
+    def next(self, ordered=True):
+        seed = self.base.next(ordered)
+        offset = tf.cast(self.replica_id, seed.dtype) * tf.constant(1_000_003, seed.dtype)
+        return seed + tf.stack([offset, tf.zeros_like(offset)])

@@ -100,13 +100,18 @@ class DBM(EnergyModel):
             state of the layer below, to the weights from below (as in `RBM`, but
             estimated on each batch rather than as a running average).
         weight_init_std: standard deviation of the initial weights.
+        sample_particles: True (PCD, the default) samples the fantasy particles;
+            False replaces each sample by its conditional mean, a deterministic
+            mean-field negative phase (biased; useful where updates must be
+            reproducible bit for bit, e.g. checking a distributed step against one
+            device).
         seed: int seed.
     """
 
     def __init__(self, layer_sizes, visible="bernoulli", top="bernoulli", n_chains=100, k=1,
                  n_mean_field=10, mean_field_tol=1e-5, l2=0.0, max_norm=None,
-                 sparsity_target=0.1, sparsity_cost=0.0, weight_init_std=0.01, seed=None,
-                 **kwargs):
+                 sparsity_target=0.1, sparsity_cost=0.0, weight_init_std=0.01,
+                 sample_particles=True, seed=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(layer_sizes, (list, tuple)) or len(layer_sizes) < 3:
             raise ValueError(
@@ -116,6 +121,7 @@ class DBM(EnergyModel):
         self.n_visible = self.layer_sizes[0]
         self.n_chains = validation.positive_int("n_chains", n_chains)
         self.k = validation.positive_int("k", k)
+        self.sample_particles = bool(sample_particles)
         self.n_mean_field = validation.positive_int("n_mean_field", n_mean_field)
         self.mean_field_tol = validation.non_negative_float("mean_field_tol", mean_field_tol)
         self.l2 = validation.non_negative_float("l2", l2)
@@ -171,7 +177,8 @@ class DBM(EnergyModel):
             "n_chains": self.n_chains, "k": self.k, "n_mean_field": self.n_mean_field,
             "mean_field_tol": self.mean_field_tol, "l2": self.l2, "max_norm": self.max_norm,
             "sparsity_target": self.sparsity_target, "sparsity_cost": self.sparsity_cost,
-            "weight_init_std": self.weight_init_std, "seed": self.seed,
+            "weight_init_std": self.weight_init_std, "sample_particles": self.sample_particles,
+            "seed": self.seed,
         })
         return config
 
@@ -227,12 +234,14 @@ class DBM(EnergyModel):
         return self._mean_field(tf.convert_to_tensor(inputs), self.n_mean_field,
                                 self.mean_field_tol)[0][-1]
 
-    def _gibbs_sweep(self, states, seed, clamp=None, clamp_values=None):
-        """Sample the odd layers given the even ones, then the even given the odd."""
+    def _gibbs_sweep(self, states, seed, clamp=None, clamp_values=None, means=False):
+        """Sample the odd layers given the even ones, then the even given the odd
+        (with `means`, set them to their conditional means instead)."""
         states = list(states)
         for parity in (1, 0):
             for i in range(parity, len(states), 2):
-                states[i] = self.unit_layers[i].sample(self.layer_input(states, i), seed)
+                layer, a = self.unit_layers[i], self.layer_input(states, i)
+                states[i] = layer.mean(a) if means else layer.sample(a, seed)
                 if i == 0 and clamp is not None:
                     states[0] = clamp * clamp_values + (1.0 - clamp) * states[0]
         return states
@@ -253,13 +262,13 @@ class DBM(EnergyModel):
 
     def train_step(self, data):
         v = tf.cast(keras.utils.unpack_x_y_sample_weight(data)[0], self.kernels[0].dtype)
-        seed = self.seed_generator
+        seed = self._step_seed(self.seed_generator)
         pos, steps = self._mean_field(v, self.n_mean_field, self.mean_field_tol)
-        neg = [tf.convert_to_tensor(p) for p in self.particles]
+        neg = [self._chain_share(tf.convert_to_tensor(p)) for p in self.particles]
         for _ in range(self.k):
-            neg = self._gibbs_sweep(neg, seed)
+            neg = self._gibbs_sweep(neg, seed, means=not self.sample_particles)
         n_pos = tf.cast(tf.shape(v)[0], v.dtype)
-        n_neg = tf.cast(self.n_chains, v.dtype)
+        n_neg = tf.cast(tf.shape(neg[0])[0], v.dtype)
         layers = self.unit_layers
         grads = {}
         for i, w in enumerate(self.kernels):
@@ -283,14 +292,15 @@ class DBM(EnergyModel):
         variables = self.trainable_variables
         grad_list = [grads[id(var)] for var in variables]
 
-        def after_update():
+        def after_update(state):
             if self.max_norm is not None:
                 for w in self.kernels:
                     self._clip_column_norms(w, self.max_norm)
-            for var, state in zip(self.particles, neg):
-                var.assign(state)
+            for var, chains in zip(self.particles, state):
+                var.assign(chains)
 
-        self._apply_if_finite(grad_list, variables, [*pos[1:], *neg], after_update)
+        self._apply_if_finite(grad_list, variables, [*pos[1:], *neg], after_update,
+                              state=neg, merge=["concat"] * len(neg))
         recon = layers[0].mean(self.layer_input(pos, 0))
         self.reconstruction_tracker.update_state(tf.reduce_mean(tf.square(v - recon), -1))
         self.mean_field_steps_tracker.update_state(tf.cast(steps, v.dtype))
@@ -430,8 +440,9 @@ def pretrain_dbm(dbm, x, epochs=20, batch_size=100, optimizer=None, learning="cd
             hidden_copies=2 if top else 1, weight_init_std=dbm.weight_init_std,
             seed=None if dbm.seed is None else dbm.seed + 10 * (i + 1), **extra[i])
         make_optimizer = optimizers[i]
-        rbm.compile(optimizer=make_optimizer() if make_optimizer is not None
-                    else keras.optimizers.SGD(0.01, momentum=0.9))
+        with rbm.distribute_strategy.scope():  # optimizers belong to the model's strategy
+            rbm.compile(optimizer=make_optimizer() if make_optimizer is not None
+                        else keras.optimizers.SGD(0.01, momentum=0.9))
         if verbose:
             print(f"Pretraining RBM {i + 1}/{n_rbms}: {dbm.layer_sizes[i]}-"
                   f"{dbm.layer_sizes[i + 1]}"

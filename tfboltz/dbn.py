@@ -259,7 +259,9 @@ class DBN(EnergyModel):
         else:
             y = np.zeros(len(x), "int32")
         if getattr(self, "optimizer", None) is None or not self.compiled:
-            self.compile(optimizer=keras.optimizers.SGD(0.001))
+            with self.distribute_strategy.scope():
+                self.compile(optimizer=keras.optimizers.SGD(0.001))
+        self._prepare_fit()
         self.diverged_at.assign(-1)
         return keras.Model.fit(self, x, y, batch_size=batch_size, epochs=epochs,
                                callbacks=[DivergenceGuard(), *(callbacks or [])], **kwargs)
@@ -267,7 +269,7 @@ class DBN(EnergyModel):
     def train_step(self, data):
         x, y = data[0], data[1]
         v = tf.cast(x, self.top.kernel.dtype)
-        seed = self.seed_generator
+        seed = self._step_seed(self.seed_generator)
         top = self.top
         n = tf.cast(tf.shape(v)[0], v.dtype)
         # Wake: sampled recognition states up to the top RBM.
@@ -313,7 +315,7 @@ class DBN(EnergyModel):
                 x_below = sleep[i + 1]
         variables = self.trainable_variables
         grad_list = [grads.get(id(var), tf.zeros_like(var)) for var in variables]
-        self._apply_if_finite(grad_list, variables, [h_pos, vis_neg], lambda: None)
+        self._apply_if_finite(grad_list, variables, [h_pos, vis_neg], lambda state: None)
         self.loss_trackers["generative_error"].update_state(gen_err)
         self.loss_trackers["recognition_error"].update_state(rec_err)
         self.loss_trackers["top_reconstruction_error"].update_state(
@@ -358,8 +360,9 @@ def pretrain_dbn(dbn, x, y=None, epochs=20, batch_size=100, optimizer=None, prop
     rng = np.random.default_rng(dbn.seed)
     histories = []
     for i, rbm in enumerate(dbn.rbms):
-        rbm.compile(optimizer=optimizer() if optimizer is not None
-                    else keras.optimizers.SGD(0.01, momentum=0.9))
+        with rbm.distribute_strategy.scope():  # optimizers belong to the model's strategy
+            rbm.compile(optimizer=optimizer() if optimizer is not None
+                        else keras.optimizers.SGD(0.01, momentum=0.9))
         inputs = data
         if i == n_rbms - 1 and dbn.n_labels:
             inputs = np.concatenate([data, np.eye(dbn.n_labels, dtype="float32")[y]], 1)

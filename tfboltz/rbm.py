@@ -341,14 +341,14 @@ class RBM(EnergyModel):
     def train_step(self, data):
         v0 = tf.convert_to_tensor(keras.utils.unpack_x_y_sample_weight(data)[0])
         v0 = tf.cast(v0, self.kernel.dtype)
-        seed = self.seed_generator
+        seed = self._step_seed(self.seed_generator)
         if self.dropout > 0:
             keep = keras.random.uniform(tf.shape(v0), seed=seed) >= self.dropout
             v0 = v0 * tf.cast(keep, v0.dtype)
         a0 = self.hidden_input(v0)
         h0 = self.hidden_layer.mean(a0)
         if self.learning == "pcd":
-            chains = tf.convert_to_tensor(self.persistent_chains)
+            chains = self._chain_share(tf.convert_to_tensor(self.persistent_chains))
             v_neg, _, a_neg = self._gibbs(chains, self.hidden_input(chains), self.k, seed)
             recon, _ = self._visible_step(self._hidden_state(a0, seed), seed)
         else:
@@ -383,16 +383,18 @@ class RBM(EnergyModel):
         variables = self.trainable_variables
         grads = [unit_grads[id(v)] for v in variables]
 
-        def after_update():
+        def after_update(state):
+            activity, chains = state
             if self.max_norm is not None:
                 self._clip_column_norms(self.kernel, self.max_norm)
             if self.sparsity_cost:
                 self.hidden_activity.assign(activity)
             if self.learning == "pcd":
-                self.persistent_chains.assign(v_neg)
+                self.persistent_chains.assign(chains)
 
         self._apply_if_finite(grads, variables, [h0, h_neg, v_neg], after_update,
-                              grad_bounds={id(self.kernel): bound * self.n_visible * self.n_hidden})
+                              grad_bounds={id(self.kernel): bound * self.n_visible * self.n_hidden},
+                              state=[activity, v_neg], merge=["mean", "concat"])
         self.reconstruction_tracker.update_state(tf.reduce_mean(tf.square(v0 - recon), -1))
         return {"reconstruction_error": self.reconstruction_tracker.result()}
 
