@@ -153,7 +153,9 @@ class EnergyModel(keras.Model):
                 or tf.distribute.has_strategy()
                 or not isinstance(self.distribute_strategy,
                                   type(tf.distribute.get_strategy()))):
-            return super().make_train_function(force)
+            super().make_train_function(force)
+            self.train_function = self._skipping(self.train_function)
+            return self.train_function
         steps = self.steps_per_execution
 
         @tf.function(reduce_retracing=True)
@@ -165,8 +167,35 @@ class EnergyModel(keras.Model):
                     logs = self.train_step(batch.get_value())
             return logs
 
-        self.train_function = multi_step
-        return multi_step
+        self.train_function = self._skipping(multi_step)
+        return self.train_function
+
+    #: Set by `tfboltz.callbacks.TrainingCheckpoint` to resume in the middle of an
+    #: epoch: batches the next call discards before training, and the batches left
+    #: in that epoch (None: not resuming).
+    _resume_skip = 0
+    _resume_left = None
+
+    def _skipping(self, function):
+        """`function`, after first discarding `_resume_skip` batches of the iterator.
+
+        In a resumed epoch Keras still makes the calls of a whole epoch; the ones
+        past the data return the last logs without running: a call that starts on an
+        exhausted iterator could already have advanced the random state.
+        """
+        def train_function(iterator):
+            while self._resume_skip > 0:
+                self._resume_skip -= 1
+                iterator.get_next()
+            if self._resume_left is not None:
+                if self._resume_left <= 0:
+                    return self._resume_logs
+                self._resume_left -= self.steps_per_execution
+            logs = function(iterator)
+            if self._resume_left is not None:
+                self._resume_logs = logs
+            return logs
+        return train_function
 
     # Data checks ---------------------------------------------------------------
 
@@ -231,23 +260,15 @@ class EnergyModel(keras.Model):
             self.init_from_data(x if not isinstance(x, tf.data.Dataset) else monitor)
         if isinstance(x, tf.data.Dataset):
             kwargs.setdefault("shuffle", False)  # a dataset shuffles itself
+        order_callbacks = []
         if isinstance(x, np.ndarray) and kwargs.get("shuffle", True) and self.seed is not None:
             # Keras shuffles arrays from the global random state; a seeded model
             # shuffles from its own seed so that the same seed gives the same weights.
-            # Shuffling row indices and gathering batches avoids buffering the rows.
-            rows = tf.constant(x)
-            x = (tf.data.Dataset.range(len(x))
-                 .shuffle(len(x), seed=self.seed, reshuffle_each_iteration=True)
-                 .batch(batch_size or 32).map(lambda i: tf.gather(rows, i)).prefetch(1))
-            # One input thread and no autotuning: on a small CPU, tf.data's tuning
-            # threads compete with the train step (seen: some epochs 50% slower).
-            options = tf.data.Options()
-            options.threading.private_threadpool_size = 1
-            options.threading.max_intra_op_parallelism = 1
-            options.autotune.enabled = False
-            x = x.with_options(options)
+            x, order = _epoch_ordered_batches(x, batch_size or 32, self.seed)
+            order_callbacks = [order]
             batch_size, kwargs["shuffle"] = None, False
-        callbacks = [DivergenceGuard(), *self._epoch_callbacks(monitor, val_rows),
+        callbacks = [*order_callbacks, DivergenceGuard(),
+                     *self._epoch_callbacks(monitor, val_rows),
                      *(callbacks or [])]
         self.diverged_at.assign(-1)
         return super().fit(x, y, batch_size=batch_size, epochs=epochs,
@@ -409,6 +430,47 @@ class EnergyModel(keras.Model):
             return tf.cond(all_ok, good, bad)
 
         return ctx.merge_call(cross_replica, args=(grads, ok, list(state)))
+
+
+class _EpochOrder(keras.callbacks.Callback):
+    """Tells the input pipeline of `_epoch_ordered_batches` which epoch begins."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = tf.Variable(0, dtype="int64", trainable=False)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
+
+
+def _epoch_ordered_batches(x, batch_size, seed):
+    """Batches of the rows of `x` in an order that depends only on `seed` and the epoch.
+
+    Epoch ``e`` visits the rows in the permutation drawn statelessly from
+    ``(seed, e)``, so a run resumed at epoch ``e`` in a new process sees the data in
+    the order an uninterrupted run would. Shuffling row indices and gathering batches
+    avoids buffering the rows. Returns ``(dataset, callback)``; the callback must run
+    in `fit` to advance the epoch.
+    """
+    order = _EpochOrder()
+    rows = tf.constant(x)
+    n = len(x)
+
+    def permuted_batches(_):
+        key = tf.stack([tf.constant(seed, "int64"), order.epoch.read_value()])
+        perm = tf.random.experimental.stateless_shuffle(tf.range(n, dtype="int64"), seed=key)
+        return tf.data.Dataset.from_tensor_slices(perm).batch(batch_size)
+
+    dataset = (tf.data.Dataset.from_tensors(0).flat_map(permuted_batches)
+               .apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
+               .map(lambda i: tf.gather(rows, i)).prefetch(1))
+    # One input thread and no autotuning: on a small CPU, tf.data's tuning threads
+    # compete with the train step (seen: some epochs 50% slower).
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = 1
+    options.threading.max_intra_op_parallelism = 1
+    options.autotune.enabled = False
+    return dataset.with_options(options), order
 
 
 class _ReplicaSeed(keras.random.SeedGenerator):

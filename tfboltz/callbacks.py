@@ -1,11 +1,16 @@
 """Callbacks: per-epoch schedules for the hyperparameters that Keras's own callbacks
-don't cover, and TensorBoard logging of weights, filters and fantasy particles.
+don't cover, exact checkpoint and resume of a training run, and TensorBoard logging
+of weights, filters and fantasy particles.
 
 The learning rate follows `keras.callbacks.LearningRateScheduler` or a
 `keras.optimizers.schedules.LearningRateSchedule`, as for any Keras model.
 """
 
+import shutil
+from pathlib import Path
+
 import keras
+import tensorflow as tf
 
 from tfboltz import validation
 
@@ -71,6 +76,114 @@ class MomentumScheduler(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["momentum"] = float(self.model.optimizer.momentum)
+
+
+class TrainingCheckpoint(keras.callbacks.Callback):
+    """Checkpoints a `fit` run so that an interrupted run resumes exactly.
+
+    Saves every variable of the model (weights, persistent chains, the random
+    generators' states, ``k``) and of its optimizer (step count, momentum or Adam
+    slots), with the position in training (epoch and batches done in it), at the
+    end of every epoch and, with `save_every`, every that many steps. Started
+    again with the same arguments, the same `fit` call restores the latest
+    checkpoint and carries on from that position: the epoch number (and so every
+    per-epoch schedule), the learning-rate schedule's step and the data order are
+    those of the uninterrupted run. For a seeded tfboltz model fitted on an array
+    the resumed run ends with exactly the weights of an uninterrupted one on the
+    same device (tested); in the middle of an epoch it skips the batches already
+    trained on. Other Keras models resume at the start of the interrupted epoch.
+
+    Checkpoints go through `tf.train.CheckpointManager`: the files of a new
+    checkpoint are written first and the index that names the latest one is
+    replaced atomically afterwards, so a crash while saving leaves the last good
+    checkpoint in charge.
+
+    Args:
+        directory: where the checkpoints go.
+        save_every: also save every this many training steps (None: epoch ends
+            only). Steps are counted in whole calls of the compiled train function
+            (`steps_per_execution` batches each).
+        max_to_keep: checkpoints kept.
+        delete_on_completion: remove the directory when `fit` completes all its
+            epochs (as `keras.callbacks.BackupAndRestore` does), so that the next
+            run starts afresh.
+
+    Example:
+        >>> ckpt = tb.callbacks.TrainingCheckpoint("runs/rbm/ckpt", save_every=100)
+        >>> rbm.fit(x, batch_size=100, epochs=50, callbacks=[ckpt])  # rerun to resume
+    """
+
+    def __init__(self, directory, save_every=None, max_to_keep=2, delete_on_completion=False):
+        super().__init__()
+        self.directory = Path(directory)
+        self.save_every = None if save_every is None else validation.positive_int(
+            "save_every", save_every)
+        self.max_to_keep = validation.positive_int("max_to_keep", max_to_keep)
+        self.delete_on_completion = bool(delete_on_completion)
+        self._manager = None
+        self.restored_from = None
+
+    def _checkpoint(self):
+        if self._manager is None:
+            model = self.model
+            if not model.optimizer.built:
+                with model.distribute_strategy.scope():
+                    model.optimizer.build(model.trainable_variables)
+            self._position = tf.Variable([0, 0], dtype="int64", trainable=False)
+            ckpt = tf.train.Checkpoint(
+                model=[v.value for v in model.variables],
+                optimizer=[v.value for v in model.optimizer.variables],
+                position=self._position)
+            self._manager = tf.train.CheckpointManager(ckpt, str(self.directory),
+                                                       max_to_keep=self.max_to_keep)
+        return self._manager
+
+    def on_train_begin(self, logs=None):
+        manager = self._checkpoint()
+        self._offset = 0
+        if manager.latest_checkpoint is None:
+            return
+        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        epoch, done = (int(v) for v in self._position.numpy())
+        steps = self.params.get("steps")
+        if steps and done >= steps:
+            epoch, done = epoch + 1, 0
+        self.restored_from = manager.latest_checkpoint
+        self.model._initial_epoch = epoch
+        if done and hasattr(self.model, "_resume_skip"):
+            self.model._resume_skip = done
+            self.model._resume_left = steps - done if steps else None
+            self._offset = done
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._offset == 0 and hasattr(self.model, "_resume_left"):
+            self.model._resume_left = None
+        self._epoch = epoch
+        self._start = self._last = int(self.model.optimizer.iterations.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_every is None:
+            return
+        step = int(self.model.optimizer.iterations.numpy())
+        if step - self._last >= self.save_every:
+            self._last = step
+            self._save(self._epoch, self._offset + step - self._start)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._offset = 0
+        if hasattr(self.model, "_resume_left"):
+            self.model._resume_left = None
+        self._save(epoch + 1, 0)
+
+    def on_train_end(self, logs=None):
+        self.model._initial_epoch = None
+        if self.delete_on_completion and not self.model.stop_training:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self._manager = None
+
+    def _save(self, epoch, done):
+        self._position.assign([epoch, done])
+        self._checkpoint().save()
 
 
 def _value(schedule, epoch):
