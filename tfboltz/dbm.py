@@ -32,13 +32,17 @@ def layer_input(unit_layers, kernels, states, i):
     return total
 
 
-def initial_means(unit_layers, kernels, v):
+def initial_means(unit_layers, kernels, v, from_visible=None):
     """Bottom-up pass; layers below the top get doubled input, standing in for the
-    missing top-down input (Salakhutdinov & Hinton 2009)."""
+    missing top-down input (Salakhutdinov & Hinton 2009). `from_visible`: the input
+    of `v` to the first hidden layer, if already computed."""
     means = [v]
     last = len(unit_layers) - 1
     for i in range(1, last + 1):
-        a = tf.matmul(unit_layers[i - 1].scale(means[-1]), kernels[i - 1])
+        if i == 1 and from_visible is not None:
+            a = from_visible
+        else:
+            a = tf.matmul(unit_layers[i - 1].scale(means[-1]), kernels[i - 1])
         means.append(unit_layers[i].mean(a if i == last else 2.0 * a))
     return means
 
@@ -50,14 +54,23 @@ def mean_field_means(unit_layers, kernels, v, n_iter, tol):
     mu_{i-1} and mu_{i+1})``, and stops after `n_iter` iterations or once no mean
     moves by more than `tol`. Returns ``[v, mu_1, ..., mu_L]`` and the iterations run.
     """
-    means = initial_means(unit_layers, kernels, v)
+    # The visible rows are fixed: their input to the first hidden layer is computed once.
+    from_visible = tf.matmul(unit_layers[0].scale(v), kernels[0])
+    means = initial_means(unit_layers, kernels, v, from_visible)
     n_layers = len(unit_layers)
 
     def body(it, _, *hidden):
         states = [v, *hidden]
         delta = tf.zeros((), v.dtype)
         for i in range(1, n_layers):
-            new = unit_layers[i].mean(layer_input(unit_layers, kernels, states, i))
+            if i == 1:
+                a = from_visible
+                if n_layers > 2:
+                    a += tf.matmul(unit_layers[2].scale(states[2]), kernels[1],
+                                   transpose_b=True)
+            else:
+                a = layer_input(unit_layers, kernels, states, i)
+            new = unit_layers[i].mean(a)
             delta = tf.maximum(delta, tf.reduce_max(tf.abs(new - states[i])))
             states[i] = new
         return (it + 1, delta, *states[1:])
