@@ -1,0 +1,404 @@
+"""Benchmarks for every model, one command, one table.
+
+    python benchmarks/bench_all.py                    # everything (about 6 minutes idle)
+    python benchmarks/bench_all.py --json bench.json  # and keep the raw figures
+    python benchmarks/bench_all.py --quick            # 6,000 rows, 2,000 betas: a smoke run
+    python benchmarks/bench_all.py --case dbm_joint   # one case, in this process
+
+Cases (MNIST training rows, float32 grey levels; batches of 100 unless said):
+
+rbm_cd1, rbm_pcd1   one `fit` epoch of a 784-1024 Bernoulli RBM, CD-1 and PCD-1
+                    (100 chains); beside them scikit-learn's BernoulliRBM and the
+                    plain numpy CD-1 loop of benchmarks/bench_rbm.py, same data.
+dbm_pretrain        one epoch of each greedy RBM of the 784-500-1000 DBM (doubled
+                    784-500, then 500-1000), as `pretrain_dbm` runs them.
+dbm_joint           one joint epoch of the 784-500-1000 DBM: 10 mean-field
+                    iterations (no early stop), PCD over 100 particles, k=1;
+                    beside it a plain numpy loop of the same algorithm.
+ais_dbm             AIS with 20,000 betas and 100 chains on the zoo's mnist_dbm.
+finetune            one epoch of the DBM's Sequential classifier (784+1000 -> 500
+                    -> 1000 -> 10, Adam) on 55,000 rows.
+scale_h*, scale_b*  RBM CD-1 on 10,000 rows with 512..4096 hidden units (batch 100),
+                    and with batches of 20..1000 (1024 hidden units).
+
+Each case runs in its own process, so its peak resident memory is its own. The time
+of an epoch is measured from the first to the last batch of a second epoch (the first
+traces the train function). Beside it: the time that the case's matrix products
+alone take on this machine, measured in the same process by running exactly those
+products (same shapes, same count, one compiled TensorFlow loop); their rate in
+GFLOP/s; and the ratio epoch / products. Target: at most 1.5. AIS target: under
+3 minutes.
+"""
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+HERE = Path(__file__).resolve().parent
+B = 100
+TARGET_RATIO = 1.5
+TARGET_AIS_S = 180.0
+
+
+def peak_mb():
+    """This process's peak resident memory: VmHWM, which starts afresh at exec (unlike
+    ``ru_maxrss``, which inherits the parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# Matrix products -------------------------------------------------------------------
+
+
+def products_time(products, repeats):
+    """Seconds for `repeats` passes over `products` ([(m, k, n), ...]) in one
+    compiled TensorFlow loop (best of 3, after a warm-up)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    pairs = [(tf.constant(rng.random((m, k), dtype="float32")),
+              tf.constant(rng.random((k, n), dtype="float32"))) for m, k, n in products]
+
+    @tf.function
+    def loop(count):
+        total = tf.zeros(())
+        for _ in tf.range(count):
+            for a, b in pairs:
+                # A dependency on the running total keeps every product in the loop.
+                total += tf.reduce_sum(tf.matmul(a + total * 0.0, b)[:1, :1])
+        return total
+
+    loop(tf.constant(1)).numpy()
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        loop(tf.constant(repeats)).numpy()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def flop(products, repeats):
+    return 2.0 * repeats * sum(m * k * n for m, k, n in products)
+
+
+# Cases -----------------------------------------------------------------------------
+
+
+class EpochTimer:
+    """A Keras callback recording the wall-clock of each epoch."""
+
+    def __new__(cls):
+        import keras
+
+        class _Timer(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.seconds = []
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.t0 = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.seconds.append(time.perf_counter() - self.t0)
+
+        return _Timer()
+
+
+def rbm_products(n_vis, n_hid, batch, pcd=False, chains=100):
+    """The matrix products of one CD-1 / PCD-1 step of `tb.RBM`."""
+    if pcd:  # data up; chains up, down, up; reconstruction down; one stacked gradient
+        return [(batch, n_vis, n_hid), (chains, n_vis, n_hid), (chains, n_hid, n_vis),
+                (chains, n_vis, n_hid), (batch, n_hid, n_vis), (n_vis, batch + chains, n_hid)]
+    return [(batch, n_vis, n_hid), (batch, n_hid, n_vis), (batch, n_vis, n_hid),
+            (n_vis, 2 * batch, n_hid)]
+
+
+def time_rbm_epoch(x, n_hid, batch, learning="cd", visible_copies=1, hidden_copies=1):
+    import keras
+
+    import tfboltz as tb
+
+    rbm = tb.RBM(x.shape[1], n_hid, learning=learning, seed=0,
+                 visible_copies=visible_copies, hidden_copies=hidden_copies)
+    rbm.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
+    timer = EpochTimer()
+    rbm.fit(x, batch_size=batch, epochs=2, verbose=0, callbacks=[timer])
+    return timer.seconds[-1]
+
+
+def case_rbm(x, n_hid=1024, batch=B, learning="cd"):
+    seconds = time_rbm_epoch(x, n_hid, batch, learning)
+    return {"seconds": seconds, "batches": math.ceil(len(x) / batch),
+            "products": rbm_products(x.shape[1], n_hid, batch, pcd=learning == "pcd")}
+
+
+def case_dbm_pretrain(x):
+    t1 = time_rbm_epoch(x, 500, B, visible_copies=2)
+    x1 = np.asarray(x[:, :500] > 0.5, "float32")  # stand-in data of the right width
+    t2 = time_rbm_epoch(x1, 1000, B, hidden_copies=2)
+    # Doubling scales the inputs; it adds no products.
+    prods = rbm_products(784, 500, B) + rbm_products(500, 1000, B)
+    return {"seconds": t1 + t2, "batches": math.ceil(len(x) / B), "products": prods,
+            "parts_s": [t1, t2]}
+
+
+def dbm_products(batch=B, chains=100, n_mf=10, sizes=(784, 500, 1000)):
+    v, h1, h2 = sizes
+    prods = [(batch, v, h1), (batch, h1, h2)]            # v W1 (kept), initial h1 W2
+    prods += [(batch, h2, h1), (batch, h1, h2)] * n_mf   # each mean-field iteration
+    prods += [(chains, v, h1), (chains, h2, h1), (chains, h1, v), (chains, h1, h2)]  # Gibbs
+    prods += [(v, batch + chains, h1), (h1, batch + chains, h2)]  # gradients
+    prods += [(batch, h1, v)]                             # reconstruction (metric)
+    return prods
+
+
+def case_dbm_joint(x):
+    import keras
+
+    import tfboltz as tb
+
+    dbm = tb.DBM([784, 500, 1000], n_mean_field=10, mean_field_tol=0.0, seed=0)
+    dbm.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9))
+    timer = EpochTimer()
+    dbm.fit(x, batch_size=B, epochs=2, verbose=0, callbacks=[timer])
+    return {"seconds": timer.seconds[-1], "batches": math.ceil(len(x) / B),
+            "products": dbm_products()}
+
+
+def case_dbm_joint_numpy(x):
+    """The DBM joint epoch as a plain numpy loop (peer): same products, same updates."""
+    rng = np.random.default_rng(0)
+    w1 = (0.01 * rng.standard_normal((784, 500))).astype("f4")
+    w2 = (0.01 * rng.standard_normal((500, 1000))).astype("f4")
+    b0, b1, b2 = (np.zeros(n, "f4") for n in (784, 500, 1000))
+    params = [w1, w2, b0, b1, b2]
+    vel = [np.zeros_like(p) for p in params]
+    pv = x[rng.integers(0, len(x), 100)].copy()
+    ph1 = (rng.random((100, 500)) < 0.5).astype("f4")
+    ph2 = (rng.random((100, 1000)) < 0.5).astype("f4")
+
+    def sig(a):
+        return 0.5 * np.tanh(0.5 * a) + 0.5
+
+    def epoch():
+        nonlocal pv, ph1, ph2
+        for i in range(0, len(x), B):
+            v = x[i:i + B]
+            vw1 = v @ w1
+            m1 = sig(2 * vw1 + b1)
+            m2 = sig(m1 @ w2 + b2)
+            for _ in range(10):
+                m1 = sig(vw1 + m2 @ w2.T + b1)
+                m2 = sig(m1 @ w2 + b2)
+            p1 = sig(pv @ w1 + ph2 @ w2.T + b1)
+            ph1 = (rng.random(p1.shape, dtype="f4") < p1).astype("f4")
+            p0 = sig(ph1 @ w1.T + b0)
+            pv = (rng.random(p0.shape, dtype="f4") < p0).astype("f4")
+            p2 = sig(ph1 @ w2 + b2)
+            ph2 = (rng.random(p2.shape, dtype="f4") < p2).astype("f4")
+            g1 = np.concatenate([pv, v]).T @ np.concatenate([ph1 / 100, -m1 / len(v)])
+            g2 = np.concatenate([ph1, m1]).T @ np.concatenate([ph2 / 100, -m2 / len(v)])
+            grads = [g1, g2, pv.mean(0) - v.mean(0), ph1.mean(0) - m1.mean(0),
+                     ph2.mean(0) - m2.mean(0)]
+            for p, g, u in zip(params, grads, vel):
+                u *= 0.9
+                u -= 0.001 * g
+                p += u
+            sig(m1 @ w1.T + b0)  # the reconstruction metric of the tfboltz step
+
+    epoch_s = []
+    for _ in range(2):
+        start = time.perf_counter()
+        epoch()
+        epoch_s.append(time.perf_counter() - start)
+    return {"seconds": epoch_s[-1]}
+
+
+def case_ais_dbm(x, n_betas=20000):
+    import tfboltz as tb
+
+    dbm = tb.zoo.load("mnist_dbm")
+    start = time.perf_counter()
+    est = tb.ais.log_partition(dbm, n_chains=100, n_betas=n_betas, seed=0, data=x, verbose=0)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "log_z": float(est.log_z), "n_betas": n_betas}
+
+
+def case_finetune(x, y):
+    import keras
+
+    import tfboltz as tb
+
+    dbm = tb.DBM([784, 500, 1000], seed=0)
+    clf = dbm.to_sequential(10)
+    first = clf.layers[0]
+    f = np.concatenate([first(x[i:i + 1000]).numpy() for i in range(0, len(x), 1000)])
+    head = keras.Sequential([keras.Input((f.shape[1],)), *clf.layers[1:]])
+    head.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                 steps_per_execution=50)
+    timer = EpochTimer()
+    head.fit(f, y, batch_size=B, epochs=2, verbose=0, callbacks=[timer])
+    d = f.shape[1]
+    prods = [(B, d, 500), (B, 500, 1000), (B, 1000, 10),          # forward
+             (1000, B, 10), (B, 10, 1000), (500, B, 1000), (B, 1000, 500),  # backward
+             (d, B, 500)]
+    return {"seconds": timer.seconds[-1], "batches": math.ceil(len(x) / B), "products": prods}
+
+
+SCALE_HIDDEN = (512, 1024, 2048, 4096)
+SCALE_BATCH = (20, 100, 500, 1000)
+
+
+def run_case(name, x, y):
+    if name in ("rbm_cd1", "rbm_pcd1"):
+        return case_rbm(x, learning="cd" if name == "rbm_cd1" else "pcd")
+    if name == "dbm_pretrain":
+        return case_dbm_pretrain(x)
+    if name == "dbm_joint":
+        return case_dbm_joint(x)
+    if name == "dbm_joint_numpy":
+        return case_dbm_joint_numpy(x)
+    if name == "ais_dbm":
+        return case_ais_dbm(x, 2000 if len(x) < 60000 else 20000)
+    if name == "finetune":
+        return case_finetune(x[:55000], y[:55000])
+    if name.startswith("scale_h"):
+        return case_rbm(x[:10000], n_hid=int(name[7:]))
+    if name.startswith("scale_b"):
+        return case_rbm(x[:10000], batch=int(name[7:]))
+    raise ValueError(f"Unknown case {name!r}")
+
+
+def child(args):
+    data = np.load(args.data)
+    x, y = data["x"], data["y"]
+    result = run_case(args.case, x, y)
+    if "products" in result:
+        reps = result["batches"]
+        result["products_s"] = products_time(result["products"], reps)
+        result["gflops"] = flop(result["products"], reps) / result["products_s"] / 1e9
+        result["ratio"] = result["seconds"] / result["products_s"]
+    result["peak_mb"] = peak_mb()
+    args.json.write_text(json.dumps(result))
+
+
+def cases(quick):
+    names = ["rbm_cd1", "rbm_pcd1", "dbm_pretrain", "dbm_joint", "dbm_joint_numpy", "ais_dbm",
+             "finetune"]
+    names += [f"scale_h{h}" for h in SCALE_HIDDEN] + [f"scale_b{b}" for b in SCALE_BATCH]
+    return names
+
+
+def peers(data_npy, n_rows):
+    """scikit-learn's BernoulliRBM and the numpy CD-1 loop from bench_rbm.py."""
+    out = {}
+    for name in ("sklearn", "numpy"):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "r.json"
+            cmd = [sys.executable, str(HERE / "bench_rbm.py"), "--only", name, "--data",
+                   str(data_npy), "--json", str(path), "--repeats", "1"]
+            if n_rows:
+                cmd += ["--n-rows", str(n_rows)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode or not path.exists():
+                out[name] = {"error": proc.stderr[-500:]}
+                continue
+            r = json.loads(path.read_text())
+            out[name] = {"seconds": r["best_s"], "peak_mb": r["peak_rss_mb"]}
+    return out
+
+
+def table(results, peer):
+    lines = [f"{'case':<16}{'epoch s':>9}{'products s':>12}{'GFLOP/s':>9}{'ratio':>7}"
+             f"{'target':>8}{'peak MB':>9}  peer"]
+    for name, r in results.items():
+        if "error" in r:
+            lines.append(f"{name:<16}  FAILED: {r['error'][-200:]}")
+            continue
+        if name == "dbm_joint_numpy":
+            continue
+        ratio = r.get("ratio")
+        if name == "ais_dbm":
+            target = "ok" if r["seconds"] < TARGET_AIS_S else "MISSED"
+            note = f"log Z {r['log_z']:.2f}, {r['n_betas']} betas; target < {TARGET_AIS_S:.0f} s"
+        else:
+            target = "ok" if ratio <= TARGET_RATIO else "MISSED"
+            note = ""
+        if name == "rbm_cd1":
+            note = "; ".join(f"{k} {v['seconds']:.2f} s ({r['seconds'] / v['seconds']:.2f}x)"
+                             for k, v in peer.items() if "seconds" in v)
+        if name == "dbm_joint" and "seconds" in results.get("dbm_joint_numpy", {}):
+            np_s = results["dbm_joint_numpy"]["seconds"]
+            note = f"numpy {np_s:.2f} s ({r['seconds'] / np_s:.2f}x)"
+        cols = (f"{name:<16}{r['seconds']:>9.2f}"
+                + (f"{r['products_s']:>12.2f}{r['gflops']:>9.1f}{ratio:>7.2f}"
+                   if ratio is not None else f"{'':>12}{'':>9}{'':>7}")
+                + f"{target:>8}{r['peak_mb']:>9.0f}  {note}")
+        lines.append(cols)
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--case", help="run one case in this process")
+    p.add_argument("--quick", action="store_true", help="6,000 rows: a smoke run")
+    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.case and args.data:
+        child(args)
+        return 0
+    import tfboltz as tb  # the parent loads the data once and hands it to the children
+
+    x, y = tb.data.load_mnist("train")
+    n_rows = 6000 if args.quick else None
+    if n_rows:
+        x, y = x[:n_rows], y[:n_rows]
+    names = [args.case] if args.case else cases(args.quick)
+    results = {}
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "mnist.npz"
+        np.savez(data, x=x, y=y)
+        npy = Path(tmp) / "x.npy"
+        np.save(npy, x)
+        for name in names:
+            out = Path(tmp) / f"{name}.json"
+            start = time.perf_counter()
+            proc = subprocess.run([sys.executable, __file__, "--case", name, "--data", str(data),
+                                   "--json", str(out)], capture_output=True, text=True)
+            if proc.returncode or not out.exists():
+                results[name] = {"error": (proc.stdout + proc.stderr)[-2000:]}
+            else:
+                results[name] = json.loads(out.read_text())
+            print(f"{name}: {time.perf_counter() - start:.0f} s in its process", flush=True)
+        peer = peers(npy, n_rows) if "rbm_cd1" in names else {}
+    import tensorflow as tf
+
+    print(f"\n{len(x)} MNIST rows; TensorFlow {tf.__version__}; {os.cpu_count()} cores; "
+          f"load average {load:.2f} before, {os.getloadavg()[0]:.2f} after")
+    print(table(results, peer))
+    if args.json:
+        args.json.write_text(json.dumps({"results": results, "peers": peer,
+                                         "n_rows": len(x)}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
