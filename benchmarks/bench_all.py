@@ -18,6 +18,8 @@ dbm_joint           one joint epoch of the 784-500-1000 DBM: 10 mean-field
 ais_dbm             AIS with 20,000 betas and 100 chains on the zoo's mnist_dbm.
 finetune            one epoch of the DBM's Sequential classifier (784+1000 -> 500
                     -> 1000 -> 10, Adam) on 55,000 rows.
+*_bf16              rbm_cd1 and dbm_joint with `matmul_dtype="bfloat16"` (mixed
+                    precision); their products are timed in bfloat16 too.
 scale_h*, scale_b*  RBM CD-1 on 10,000 rows with 512..4096 hidden units (batch 100),
                     and with batches of 20..1000 (1024 hidden units).
 
@@ -25,7 +27,8 @@ Each case runs in its own process, so its peak resident memory is its own. The t
 of an epoch is measured from the first to the last batch of a second epoch (the first
 traces the train function). Beside it: the time that the case's matrix products
 alone take on this machine, measured in the same process by running exactly those
-products (same shapes, same count, one compiled TensorFlow loop); their rate in
+products (same shapes, same transposed operands, same count, one compiled TensorFlow
+loop); their rate in
 GFLOP/s; and the ratio epoch / products. Target: at most 1.5. AIS target: under
 3 minutes.
 """
@@ -65,22 +68,29 @@ def peak_mb():
 # Matrix products -------------------------------------------------------------------
 
 
-def products_time(products, repeats):
-    """Seconds for `repeats` passes over `products` ([(m, k, n), ...]) in one
-    compiled TensorFlow loop (best of 3, after a warm-up)."""
+def products_time(products, repeats, dtype="float32"):
+    """Seconds for `repeats` passes over `products` in one compiled TensorFlow loop
+    (best of 3, after a warm-up), operands in `dtype`. A product ``(m, k, n)`` is an
+    ``(m, k) @ (k, n)``; a fourth and fifth entry say that an operand is stored
+    transposed, as the step stores it (``W.T`` products read ``W``)."""
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
-    pairs = [(tf.constant(rng.random((m, k), dtype="float32")),
-              tf.constant(rng.random((k, n), dtype="float32"))) for m, k, n in products]
+    pairs = []
+    for m, k, n, *flags in products:
+        ta, tb = (flags + [False, False])[:2]
+        a = rng.random((k, m) if ta else (m, k), dtype="float32")
+        b = rng.random((n, k) if tb else (k, n), dtype="float32")
+        pairs.append((tf.constant(a, dtype), tf.constant(b, dtype), ta, tb))
 
     @tf.function
     def loop(count):
-        total = tf.zeros(())
+        total = tf.zeros((), dtype)
         for _ in tf.range(count):
-            for a, b in pairs:
+            for a, b, ta, tb in pairs:
                 # A dependency on the running total keeps every product in the loop.
-                total += tf.reduce_sum(tf.matmul(a + total * 0.0, b)[:1, :1])
+                total += tf.reduce_sum(
+                    tf.matmul(a + total * 0, b, transpose_a=ta, transpose_b=tb)[:1, :1])
         return total
 
     loop(tf.constant(1)).numpy()
@@ -93,7 +103,7 @@ def products_time(products, repeats):
 
 
 def flop(products, repeats):
-    return 2.0 * repeats * sum(m * k * n for m, k, n in products)
+    return 2.0 * repeats * sum(m * k * n for m, k, n, *_ in products)
 
 
 # Cases -----------------------------------------------------------------------------
@@ -120,20 +130,21 @@ class EpochTimer:
 
 
 def rbm_products(n_vis, n_hid, batch, pcd=False, chains=100):
-    """The matrix products of one CD-1 / PCD-1 step of `tb.RBM`."""
+    """The matrix products of one CD-1 / PCD-1 step of `tb.RBM` (T: transposed)."""
+    up, down = (n_vis, n_hid), (n_hid, n_vis, False, True)  # v W; h W.T
     if pcd:  # data up; chains up, down, up; reconstruction down; one stacked gradient
-        return [(batch, n_vis, n_hid), (chains, n_vis, n_hid), (chains, n_hid, n_vis),
-                (chains, n_vis, n_hid), (batch, n_hid, n_vis), (n_vis, batch + chains, n_hid)]
-    return [(batch, n_vis, n_hid), (batch, n_hid, n_vis), (batch, n_vis, n_hid),
-            (n_vis, 2 * batch, n_hid)]
+        return [(batch, *up), (chains, *up), (chains, *down), (chains, *up), (batch, *down),
+                (n_vis, batch + chains, n_hid, True, False)]
+    return [(batch, *up), (batch, *down), (batch, *up), (n_vis, 2 * batch, n_hid, True, False)]
 
 
-def time_rbm_epoch(x, n_hid, batch, learning="cd", visible_copies=1, hidden_copies=1):
+def time_rbm_epoch(x, n_hid, batch, learning="cd", visible_copies=1, hidden_copies=1,
+                   matmul_dtype="float32"):
     import keras
 
     import tfboltz as tb
 
-    rbm = tb.RBM(x.shape[1], n_hid, learning=learning, seed=0,
+    rbm = tb.RBM(x.shape[1], n_hid, learning=learning, seed=0, matmul_dtype=matmul_dtype,
                  visible_copies=visible_copies, hidden_copies=hidden_copies)
     rbm.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
     timer = EpochTimer()
@@ -141,10 +152,11 @@ def time_rbm_epoch(x, n_hid, batch, learning="cd", visible_copies=1, hidden_copi
     return timer.seconds[-1]
 
 
-def case_rbm(x, n_hid=1024, batch=B, learning="cd"):
-    seconds = time_rbm_epoch(x, n_hid, batch, learning)
+def case_rbm(x, n_hid=1024, batch=B, learning="cd", matmul_dtype="float32"):
+    seconds = time_rbm_epoch(x, n_hid, batch, learning, matmul_dtype=matmul_dtype)
     return {"seconds": seconds, "batches": math.ceil(len(x) / batch),
-            "products": rbm_products(x.shape[1], n_hid, batch, pcd=learning == "pcd")}
+            "products": rbm_products(x.shape[1], n_hid, batch, pcd=learning == "pcd"),
+            "dtype": matmul_dtype}
 
 
 def case_dbm_pretrain(x):
@@ -159,25 +171,29 @@ def case_dbm_pretrain(x):
 
 def dbm_products(batch=B, chains=100, n_mf=10, sizes=(784, 500, 1000)):
     v, h1, h2 = sizes
+    t = (False, True)  # the top-down products use W.T
     prods = [(batch, v, h1), (batch, h1, h2)]            # v W1 (kept), initial h1 W2
-    prods += [(batch, h2, h1), (batch, h1, h2)] * n_mf   # each mean-field iteration
-    prods += [(chains, v, h1), (chains, h2, h1), (chains, h1, v), (chains, h1, h2)]  # Gibbs
-    prods += [(v, batch + chains, h1), (h1, batch + chains, h2)]  # gradients
-    prods += [(batch, h1, v)]                             # reconstruction (metric)
+    prods += [(batch, h2, h1, *t), (batch, h1, h2)] * n_mf   # each mean-field iteration
+    prods += [(chains, v, h1), (chains, h2, h1, *t), (chains, h1, v, *t),
+              (chains, h1, h2)]                          # one Gibbs sweep of the particles
+    prods += [(v, batch + chains, h1, True, False),
+              (h1, batch + chains, h2, True, False)]    # gradients, stacked statistics
+    prods += [(batch, h1, v, *t)]                        # reconstruction (metric)
     return prods
 
 
-def case_dbm_joint(x):
+def case_dbm_joint(x, matmul_dtype="float32"):
     import keras
 
     import tfboltz as tb
 
-    dbm = tb.DBM([784, 500, 1000], n_mean_field=10, mean_field_tol=0.0, seed=0)
+    dbm = tb.DBM([784, 500, 1000], n_mean_field=10, mean_field_tol=0.0, seed=0,
+                 matmul_dtype=matmul_dtype)
     dbm.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9))
     timer = EpochTimer()
     dbm.fit(x, batch_size=B, epochs=2, verbose=0, callbacks=[timer])
     return {"seconds": timer.seconds[-1], "batches": math.ceil(len(x) / B),
-            "products": dbm_products()}
+            "products": dbm_products(), "dtype": matmul_dtype}
 
 
 def case_dbm_joint_numpy(x):
@@ -254,9 +270,10 @@ def case_finetune(x, y):
     timer = EpochTimer()
     head.fit(f, y, batch_size=B, epochs=2, verbose=0, callbacks=[timer])
     d = f.shape[1]
+    ta, tb = (True, False), (False, True)
     prods = [(B, d, 500), (B, 500, 1000), (B, 1000, 10),          # forward
-             (1000, B, 10), (B, 10, 1000), (500, B, 1000), (B, 1000, 500),  # backward
-             (d, B, 500)]
+             (1000, B, 10, *ta), (B, 10, 1000, *tb), (500, B, 1000, *ta),  # backward:
+             (B, 1000, 500, *tb), (d, B, 500, *ta)]                # X.T dY, dY W.T
     return {"seconds": timer.seconds[-1], "batches": math.ceil(len(x) / B), "products": prods}
 
 
@@ -267,6 +284,10 @@ SCALE_BATCH = (20, 100, 500, 1000)
 def run_case(name, x, y):
     if name in ("rbm_cd1", "rbm_pcd1"):
         return case_rbm(x, learning="cd" if name == "rbm_cd1" else "pcd")
+    if name == "rbm_cd1_bf16":
+        return case_rbm(x, matmul_dtype="bfloat16")
+    if name == "dbm_joint_bf16":
+        return case_dbm_joint(x, matmul_dtype="bfloat16")
     if name == "dbm_pretrain":
         return case_dbm_pretrain(x)
     if name == "dbm_joint":
@@ -290,7 +311,8 @@ def child(args):
     result = run_case(args.case, x, y)
     if "products" in result:
         reps = result["batches"]
-        result["products_s"] = products_time(result["products"], reps)
+        result["products_s"] = products_time(result["products"], reps,
+                                             result.get("dtype", "float32"))
         result["gflops"] = flop(result["products"], reps) / result["products_s"] / 1e9
         result["ratio"] = result["seconds"] / result["products_s"]
     result["peak_mb"] = peak_mb()
@@ -299,7 +321,7 @@ def child(args):
 
 def cases(quick):
     names = ["rbm_cd1", "rbm_pcd1", "dbm_pretrain", "dbm_joint", "dbm_joint_numpy", "ais_dbm",
-             "finetune"]
+             "finetune", "rbm_cd1_bf16", "dbm_joint_bf16"]
     names += [f"scale_h{h}" for h in SCALE_HIDDEN] + [f"scale_b{b}" for b in SCALE_BATCH]
     return names
 

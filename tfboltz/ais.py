@@ -234,10 +234,12 @@ def _rbm_annealing(model, base, n_chains, gen):
         return -energy + hid.log_partition(_tempered_input(hid, a, beta))
 
     def transition(v, b_prev, b_next):
-        a = model.hidden_input(v)
+        # The products in float32, whatever the model's matmul_dtype.
+        a = tf.matmul(vis.scale(v), model.kernel)
         delta = log_p(v, a, b_next) - log_p(v, a, b_prev)
         h = hid.sample(_tempered_input(hid, a, b_next), gen)
-        v = vis.sample(_tempered_visible_input(vis, base, model.visible_input(h), b_next), gen)
+        down = tf.matmul(hid.scale(h), model.kernel, transpose_b=True)
+        v = vis.sample(_tempered_visible_input(vis, base, down, b_next), gen)
         return v, delta
 
     return log_z_base, base.sample(tf.zeros((n_chains, model.n_visible)), gen), transition
@@ -252,6 +254,8 @@ def _odd_placed(n_layers, odd, odd_states):
 
 
 def _dbm_annealing(model, base, n_chains, gen):
+    from tfboltz.dbm import layer_input
+
     layers = model.unit_layers
     odd, even = range(1, len(layers), 2), range(0, len(layers), 2)
     for i in odd:
@@ -266,7 +270,7 @@ def _dbm_annealing(model, base, n_chains, gen):
         return _odd_placed(len(layers), odd, odd_states)
 
     def even_input(states, i, beta):
-        a = model.layer_input(states, i)
+        a = layer_input(layers, model.kernels, states, i)  # float32, whatever matmul_dtype
         if i == 0:
             return _tempered_visible_input(layers[0], base, a, beta)
         return _tempered_input(layers[i], a, beta)
@@ -284,7 +288,8 @@ def _dbm_annealing(model, base, n_chains, gen):
             states[i] = layers[i].sample(even_input(states, i, b_next), gen)
         for i in odd:
             states[i] = layers[i].sample(
-                _tempered_input(layers[i], model.layer_input(states, i), b_next), gen)
+                _tempered_input(layers[i], layer_input(layers, model.kernels, states, i), b_next),
+                gen)
         return tuple(states[i] for i in odd), delta
 
     start = tuple(layers[i].sample(-layers[i].bias[None, :] * tf.ones((n_chains, 1)), gen)

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from tfboltz import units as units_lib
 from tfboltz import validation
-from tfboltz.base import EnergyModel
+from tfboltz.base import MATMUL_DTYPES, EnergyModel, matmul
 
 VISIBLE_TYPES = (units_lib.BernoulliUnits, units_lib.GaussianUnits)
 TOP_TYPES = (units_lib.BernoulliUnits, units_lib.SoftmaxUnits)
@@ -21,18 +21,18 @@ def make_unit_layers(layer_sizes, visible, top, seed=None):
             + [units_lib.get(top, layer_sizes[-1], seed, name=f"layer_{n - 1}")])
 
 
-def layer_input(unit_layers, kernels, states, i):
+def layer_input(unit_layers, kernels, states, i, matmul_dtype=None):
     """Input to layer `i` of a layered model from its neighbours' `states`."""
     total = 0.0
     if i > 0:
-        total = tf.matmul(unit_layers[i - 1].scale(states[i - 1]), kernels[i - 1])
+        total = matmul(unit_layers[i - 1].scale(states[i - 1]), kernels[i - 1], matmul_dtype)
     if i < len(unit_layers) - 1:
         above = unit_layers[i + 1].scale(states[i + 1])
-        total += tf.matmul(above, kernels[i], transpose_b=True)
+        total += matmul(above, kernels[i], matmul_dtype, transpose_b=True)
     return total
 
 
-def initial_means(unit_layers, kernels, v, from_visible=None):
+def initial_means(unit_layers, kernels, v, from_visible=None, matmul_dtype=None):
     """Bottom-up pass; layers below the top get doubled input, standing in for the
     missing top-down input (Salakhutdinov & Hinton 2009). `from_visible`: the input
     of `v` to the first hidden layer, if already computed."""
@@ -42,12 +42,12 @@ def initial_means(unit_layers, kernels, v, from_visible=None):
         if i == 1 and from_visible is not None:
             a = from_visible
         else:
-            a = tf.matmul(unit_layers[i - 1].scale(means[-1]), kernels[i - 1])
+            a = matmul(unit_layers[i - 1].scale(means[-1]), kernels[i - 1], matmul_dtype)
         means.append(unit_layers[i].mean(a if i == last else 2.0 * a))
     return means
 
 
-def mean_field_means(unit_layers, kernels, v, n_iter, tol):
+def mean_field_means(unit_layers, kernels, v, n_iter, tol, matmul_dtype=None):
     """Fixed-point iterations of the hidden means of a DBM given visible rows `v`.
 
     Each iteration updates the layers bottom to top, ``mu_i = mean(input from
@@ -55,8 +55,8 @@ def mean_field_means(unit_layers, kernels, v, n_iter, tol):
     moves by more than `tol`. Returns ``[v, mu_1, ..., mu_L]`` and the iterations run.
     """
     # The visible rows are fixed: their input to the first hidden layer is computed once.
-    from_visible = tf.matmul(unit_layers[0].scale(v), kernels[0])
-    means = initial_means(unit_layers, kernels, v, from_visible)
+    from_visible = matmul(unit_layers[0].scale(v), kernels[0], matmul_dtype)
+    means = initial_means(unit_layers, kernels, v, from_visible, matmul_dtype)
     n_layers = len(unit_layers)
 
     def body(it, _, *hidden):
@@ -66,10 +66,10 @@ def mean_field_means(unit_layers, kernels, v, n_iter, tol):
             if i == 1:
                 a = from_visible
                 if n_layers > 2:
-                    a += tf.matmul(unit_layers[2].scale(states[2]), kernels[1],
-                                   transpose_b=True)
+                    a += matmul(unit_layers[2].scale(states[2]), kernels[1], matmul_dtype,
+                                transpose_b=True)
             else:
-                a = layer_input(unit_layers, kernels, states, i)
+                a = layer_input(unit_layers, kernels, states, i, matmul_dtype)
             new = unit_layers[i].mean(a)
             delta = tf.maximum(delta, tf.reduce_max(tf.abs(new - states[i])))
             states[i] = new
@@ -118,13 +118,21 @@ class DBM(EnergyModel):
             mean-field negative phase (biased; useful where updates must be
             reproducible bit for bit, e.g. checking a distributed step against one
             device).
+        matmul_dtype: dtype of the matrix products: "float32" (default), or
+            "bfloat16" / "float16" for mixed precision. The weights and states are
+            cast to it for each product and the product comes back as float32;
+            everything else (unit means and samples, the statistics' sums, the
+            gradients, the optimizer's update and the stored weights) stays float32.
+            Fast on accelerators with bfloat16/float16 units (and on CPUs with AMX or
+            AVX512-BF16); it rounds the weights to 8 (bfloat16) or 11 (float16)
+            significant bits in every product. AIS and exact log Z always use float32.
         seed: int seed.
     """
 
     def __init__(self, layer_sizes, visible="bernoulli", top="bernoulli", n_chains=100, k=1,
                  n_mean_field=10, mean_field_tol=1e-5, l2=0.0, max_norm=None,
                  sparsity_target=0.1, sparsity_cost=0.0, weight_init_std=0.01,
-                 sample_particles=True, seed=None, **kwargs):
+                 sample_particles=True, matmul_dtype="float32", seed=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(layer_sizes, (list, tuple)) or len(layer_sizes) < 3:
             raise ValueError(
@@ -135,6 +143,7 @@ class DBM(EnergyModel):
         self.n_chains = validation.positive_int("n_chains", n_chains)
         self.k = validation.positive_int("k", k)
         self.sample_particles = bool(sample_particles)
+        self.matmul_dtype = validation.one_of("matmul_dtype", matmul_dtype, MATMUL_DTYPES)
         self.n_mean_field = validation.positive_int("n_mean_field", n_mean_field)
         self.mean_field_tol = validation.non_negative_float("mean_field_tol", mean_field_tol)
         self.l2 = validation.non_negative_float("l2", l2)
@@ -191,7 +200,7 @@ class DBM(EnergyModel):
             "mean_field_tol": self.mean_field_tol, "l2": self.l2, "max_norm": self.max_norm,
             "sparsity_target": self.sparsity_target, "sparsity_cost": self.sparsity_cost,
             "weight_init_std": self.weight_init_std, "sample_particles": self.sample_particles,
-            "seed": self.seed,
+            "matmul_dtype": self.matmul_dtype, "seed": self.seed,
         })
         return config
 
@@ -204,7 +213,7 @@ class DBM(EnergyModel):
 
     def layer_input(self, states, i):
         """Input to layer `i` from its neighbours' `states` (a full list of layers)."""
-        return layer_input(self.unit_layers, self.kernels, states, i)
+        return layer_input(self.unit_layers, self.kernels, states, i, self.matmul_dtype)
 
     def energy(self, states):
         """Per-example energy of a full list of layer states."""
@@ -216,10 +225,11 @@ class DBM(EnergyModel):
         return e
 
     def _initial_means(self, v):
-        return initial_means(self.unit_layers, self.kernels, v)
+        return initial_means(self.unit_layers, self.kernels, v, matmul_dtype=self.matmul_dtype)
 
     def _mean_field(self, v, n_iter, tol):
-        return mean_field_means(self.unit_layers, self.kernels, v, n_iter, tol)
+        return mean_field_means(self.unit_layers, self.kernels, v, n_iter, tol,
+                                self.matmul_dtype)
 
     def mean_field(self, x, n_iter=None, tol=None, batch_size=1000):
         """Mean-field posterior means of each layer given visible rows (numpy list).
@@ -286,9 +296,10 @@ class DBM(EnergyModel):
         grads = {}
         for i, w in enumerate(self.kernels):
             lo, hi = layers[i], layers[i + 1]
-            g = tf.matmul(tf.concat([lo.scale(neg[i]), lo.scale(pos[i])], 0),
-                          tf.concat([hi.scale(neg[i + 1]) / n_neg,
-                                     -hi.scale(pos[i + 1]) / n_pos], 0), transpose_a=True)
+            g = matmul(tf.concat([lo.scale(neg[i]), lo.scale(pos[i])], 0),
+                       tf.concat([hi.scale(neg[i + 1]) / n_neg,
+                                  -hi.scale(pos[i + 1]) / n_pos], 0), self.matmul_dtype,
+                       transpose_a=True)
             grads[id(w)] = g + self.l2 * w if self.l2 else g
         unit_vars = [v_ for layer in layers for v_ in layer.trainable_weights]
         with tf.GradientTape() as tape:

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from tfboltz import units as units_lib
 from tfboltz import validation
-from tfboltz.base import EnergyModel
+from tfboltz.base import MATMUL_DTYPES, EnergyModel, matmul
 
 LEARNING_RULES = ("cd", "pcd")
 
@@ -89,6 +89,14 @@ class RBM(EnergyModel):
             one copy (a factor the learning rate absorbs), and `free_energy`,
             `pseudo_log_likelihood` and `energy` describe the model with the copies
             kept equal; AIS (`tfboltz.ais`) refuses such RBMs.
+        matmul_dtype: dtype of the matrix products: "float32" (default), or
+            "bfloat16" / "float16" for mixed precision. The weights and states are
+            cast to it for each product and the product comes back as float32;
+            everything else (unit means and samples, the statistics' sums, the
+            gradients, the optimizer's update and the stored weights) stays float32.
+            Fast on accelerators with bfloat16/float16 units (and on CPUs with AMX or
+            AVX512-BF16); it rounds the weights to 8 (bfloat16) or 11 (float16)
+            significant bits in every product. AIS and exact log Z always use float32.
         seed: int seed; the same seed gives the same weights on the same device.
 
     Example:
@@ -102,7 +110,7 @@ class RBM(EnergyModel):
                  learning="cd", k=1, n_chains=100, sample_visible=False, sample_hidden=True,
                  l2=0.0, l1=0.0, sparsity_target=0.1, sparsity_cost=0.0, sparsity_damping=0.9,
                  dropout=0.0, max_norm=None, weight_init_std=0.01, visible_copies=1,
-                 hidden_copies=1, seed=None, **kwargs):
+                 hidden_copies=1, matmul_dtype="float32", seed=None, **kwargs):
         super().__init__(**kwargs)
         for name, value in (("visible_copies", visible_copies), ("hidden_copies", hidden_copies)):
             if value not in (1, 2) or isinstance(value, bool):
@@ -131,6 +139,7 @@ class RBM(EnergyModel):
         self.max_norm = None if max_norm is None else validation.non_negative_float(
             "max_norm", max_norm)
         self.weight_init_std = validation.non_negative_float("weight_init_std", weight_init_std)
+        self.matmul_dtype = validation.one_of("matmul_dtype", matmul_dtype, MATMUL_DTYPES)
         self.seed = seed
         vis_seed = None if seed is None else seed + 1
         hid_seed = None if seed is None else seed + 2
@@ -182,7 +191,8 @@ class RBM(EnergyModel):
             "sparsity_cost": self.sparsity_cost, "sparsity_damping": self.sparsity_damping,
             "dropout": self.dropout, "max_norm": self.max_norm,
             "weight_init_std": self.weight_init_std, "visible_copies": self.visible_copies,
-            "hidden_copies": self.hidden_copies, "seed": self.seed,
+            "hidden_copies": self.hidden_copies, "matmul_dtype": self.matmul_dtype,
+            "seed": self.seed,
         })
         return config
 
@@ -195,13 +205,13 @@ class RBM(EnergyModel):
     def hidden_input(self, v):
         """``scale(v) @ W``: the input the hidden units get from `v` (times
         `visible_copies`)."""
-        a = tf.matmul(self.visible_layer.scale(v), self.kernel)
+        a = matmul(self.visible_layer.scale(v), self.kernel, self.matmul_dtype)
         return a * float(self.visible_copies) if self.visible_copies != 1 else a
 
     def visible_input(self, h):
         """``scale(h) @ W.T``: the input the visible units get from `h` (times
         `hidden_copies`)."""
-        u = tf.matmul(self.hidden_layer.scale(h), self.kernel, transpose_b=True)
+        u = matmul(self.hidden_layer.scale(h), self.kernel, self.matmul_dtype, transpose_b=True)
         return u * float(self.hidden_copies) if self.hidden_copies != 1 else u
 
     def call(self, inputs):
@@ -311,8 +321,9 @@ class RBM(EnergyModel):
         vs_pos, hs_pos = self.visible_layer.scale(v_pos), self.hidden_layer.scale(h_pos)
         vs_neg, hs_neg = self.visible_layer.scale(v_neg), self.hidden_layer.scale(h_neg)
         # One product of stacked statistics: the scaling falls on the small factors.
-        grad_w = tf.matmul(tf.concat([vs_neg, vs_pos], 0),
-                           tf.concat([hs_neg / n_neg, -hs_pos / n_pos], 0), transpose_a=True)
+        grad_w = matmul(tf.concat([vs_neg, vs_pos], 0),
+                        tf.concat([hs_neg / n_neg, -hs_pos / n_pos], 0), self.matmul_dtype,
+                        transpose_a=True)
         layers = (self.visible_layer, self.hidden_layer)
         if all(layer.linear_bias for layer in layers):
             # E_l = -b . x: the gradient is <x>_model - <x>_data; no tape needed.
