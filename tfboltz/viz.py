@@ -121,7 +121,10 @@ def plot_history(history, path, keys=None, title=None):
 
         with open(history, newline="") as f:
             rows = list(csv.DictReader(f))
-        history = {k: [float(r[k]) for r in rows] for k in rows[0] if k != "epoch"}
+        # CSVLogger writes "NA" where a metric has no value (e.g. no validation data).
+        history = {k: [float("nan") if r[k] in ("NA", "") else float(r[k]) for r in rows]
+                   for k in rows[0] if k != "epoch"}
+        history = {k: v for k, v in history.items() if not np.all(np.isnan(v))}
     keys = [k for k in (keys or history) if not k.startswith("val_")]
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), dpi=100, squeeze=False)
