@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-slow bench lint clean
+.PHONY: demo test test-slow bench bench-rbm lint clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,10 @@ test-slow: $(VENV)/.installed
 	$(PY) -m pytest -q -m slow
 
 bench: $(VENV)/.installed
-	$(PY) benchmarks/bench_rbm.py
+	$(PY) benchmarks/bench_all.py
+
+bench-rbm: $(VENV)/.installed
+	$(PY) benchmarks/bench_rbm.py --repeats 3
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check tfboltz tests scripts benchmarks

@@ -364,6 +364,9 @@ def table(results, peer):
         if name == "rbm_cd1":
             note = "; ".join(f"{k} {v['seconds']:.2f} s ({r['seconds'] / v['seconds']:.2f}x)"
                              for k, v in peer.items() if "seconds" in v)
+        if name == "rbm_pcd1" and "seconds" in peer.get("sklearn", {}):
+            sk = peer["sklearn"]["seconds"]  # BernoulliRBM learns by PCD-1
+            note = f"sklearn {sk:.2f} s ({r['seconds'] / sk:.2f}x)"
         if name == "dbm_joint" and "seconds" in results.get("dbm_joint_numpy", {}):
             np_s = results["dbm_joint_numpy"]["seconds"]
             note = f"numpy {np_s:.2f} s ({r['seconds'] / np_s:.2f}x)"

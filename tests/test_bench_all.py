@@ -1,0 +1,44 @@
+"""The all-model benchmark's own arithmetic (not a timing test): product counting,
+the products-only loop and the table."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+spec = importlib.util.spec_from_file_location(
+    "bench_all", Path(__file__).parents[1] / "benchmarks" / "bench_all.py")
+bench_all = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench_all)
+
+
+def test_product_lists_and_flop():
+    cd = bench_all.rbm_products(784, 1024, 100)
+    assert len(cd) == 4 and cd[-1] == (784, 200, 1024, True, False)
+    assert bench_all.flop(cd, 600) == pytest.approx(
+        2 * 600 * (3 * 100 * 784 * 1024 + 784 * 200 * 1024))
+    dbm = bench_all.dbm_products(n_mf=10)
+    assert len(dbm) == 2 + 2 * 10 + 4 + 2 + 1
+
+
+def test_products_time_runs_transposed_and_bfloat16():
+    prods = [(8, 16, 4), (8, 16, 4, False, True), (16, 8, 4, True, False)]
+    assert bench_all.products_time(prods, 3) > 0
+    assert bench_all.products_time(prods, 3, "bfloat16") > 0
+
+
+def test_table_marks_targets():
+    results = {
+        "rbm_cd1": {"seconds": 3.0, "products_s": 2.5, "gflops": 200.0, "ratio": 1.2,
+                    "peak_mb": 1000.0},
+        "finetune": {"seconds": 5.0, "products_s": 2.0, "gflops": 200.0, "ratio": 2.5,
+                     "peak_mb": 2000.0},
+        "ais_dbm": {"seconds": 90.0, "log_z": 1618.3, "n_betas": 20000, "peak_mb": 1200.0},
+        "dbm_joint": {"error": "boom"},
+    }
+    text = bench_all.table(results, {"sklearn": {"seconds": 10.0}})
+    lines = {line.split()[0]: line for line in text.splitlines()[1:]}
+    assert " ok " in lines["rbm_cd1"] and "sklearn 10.00 s (0.30x)" in lines["rbm_cd1"]
+    assert "MISSED" in lines["finetune"]
+    assert " ok " in lines["ais_dbm"]
+    assert "FAILED" in lines["dbm_joint"]
