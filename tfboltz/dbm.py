@@ -118,14 +118,8 @@ class DBM(EnergyModel):
             mean-field negative phase (biased; useful where updates must be
             reproducible bit for bit, e.g. checking a distributed step against one
             device).
-        matmul_dtype: dtype of the matrix products: "float32" (default), or
-            "bfloat16" / "float16" for mixed precision. The weights and states are
-            cast to it for each product and the product comes back as float32;
-            everything else (unit means and samples, the statistics' sums, the
-            gradients, the optimizer's update and the stored weights) stays float32.
-            Fast on accelerators with bfloat16/float16 units (and on CPUs with AMX or
-            AVX512-BF16); it rounds the weights to 8 (bfloat16) or 11 (float16)
-            significant bits in every product. AIS and exact log Z always use float32.
+        matmul_dtype: "float32", or "bfloat16" / "float16" to run the matrix
+            products in that dtype, everything else in float32 (see `RBM`).
         seed: int seed.
     """
 
