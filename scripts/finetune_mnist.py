@@ -24,10 +24,12 @@ import tfboltz as tb  # noqa: E402
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help=".keras file of an RBM or a DBM")
+    p.add_argument("model", help=".keras file of an RBM, a DBM or a DBN")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                   help="cosine: decay the learning rate to 0 over the run")
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--n-train", type=int, default=None,
                    help="labelled rows (default: all 55,000 after the held-out 5,000)")
@@ -37,7 +39,8 @@ def main(argv=None):
     model = keras.saving.load_model(args.model)
     result = tb.experiments.finetune_mnist(
         model, args.out, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-        dropout=args.dropout, n_train=args.n_train, seed=args.seed)
+        dropout=args.dropout, n_train=args.n_train, seed=args.seed,
+        lr_schedule=args.lr_schedule)
     print(json.dumps({"model": args.model, **result}, indent=1))
 
 

@@ -85,3 +85,13 @@ def test_few_labels_repeat_within_an_epoch_and_pick_by_loss(small_dbm, tmp_path)
     assert res["repeats_per_epoch"] == 23 and res["monitor"] == "val_loss"  # 90 rows, batch 100
     with pytest.raises(ValueError, match="monitor"):
         experiments.finetune_mnist(small_dbm, tmp_path, epochs=1, monitor="loss")
+
+
+def test_cosine_schedule_runs_and_unknown_schedules_fail(small_dbm, tmp_path):
+    res = experiments.finetune_mnist(small_dbm, tmp_path, epochs=2, n_train=200,
+                                     lr_schedule="cosine", verbose=0)
+    assert res["lr_schedule"] == "cosine"
+    clf = keras.saving.load_model(tmp_path / "classifier.keras")
+    assert clf is not None
+    with pytest.raises(ValueError, match="lr_schedule"):
+        experiments.finetune_mnist(small_dbm, tmp_path, epochs=1, lr_schedule="step")

@@ -88,7 +88,7 @@ def evaluate_mnist(model, n_chains=100, n_betas=20000, seed=0, probe=True, n_mea
 
 def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0.0, n_val=5000,
                    n_train=None, seed=0, monitor="val_accuracy", min_steps_per_epoch=1,
-                   verbose=2):
+                   lr_schedule="constant", verbose=2):
     """Fine-tune `model.to_sequential(10)` on MNIST, export it, check the export.
 
     A DBM classifier's first layer (the mean-field augmentation) is frozen, so its
@@ -111,12 +111,15 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
             "val_loss", the finer choice when only a few rows are held out).
         min_steps_per_epoch: small training sets are repeated within an epoch to
             give at least this many steps (fewer, longer epochs for the same updates).
+        lr_schedule: "constant", or "cosine": the learning rate decays from `lr` to 0
+            over the run along a half cosine (`keras.optimizers.schedules.CosineDecay`).
 
     Returns:
         A dict of figures (also written to ``result.json``).
     """
     epochs = validation.positive_int("epochs", epochs)
     monitor = validation.one_of("monitor", monitor, ("val_accuracy", "val_loss"))
+    lr_schedule = validation.one_of("lr_schedule", lr_schedule, ("constant", "cosine"))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
@@ -141,10 +144,14 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
     else:
         f, head = x[:n_fit + n_held], clf
     t_first = time.time() - t0
-    head.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
+    reps = max(1, -(-min_steps_per_epoch * batch_size // n_fit))
+    rate = lr
+    if lr_schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(
+            lr, decay_steps=epochs * -(-reps * n_fit // batch_size))
+    head.compile(optimizer=keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy",
                  metrics=["accuracy"])
     t0 = time.time()
-    reps = max(1, -(-min_steps_per_epoch * batch_size // n_fit))
     hist = head.fit(np.tile(f[:n_fit], (reps, 1)), np.tile(y[:n_fit], reps),
                     batch_size=batch_size, epochs=epochs,
                     validation_data=(f[n_fit:], y[n_fit:n_fit + n_held]), verbose=verbose,
@@ -166,6 +173,7 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         "n_train": n_fit, "n_val": n_held, "best_epoch": best + 1,
         "val_accuracy": float(hist.history["val_accuracy"][best]), "epochs": epochs, "lr": lr,
         "dropout": dropout, "batch_size": batch_size, "seed": seed, "monitor": monitor,
+        "lr_schedule": lr_schedule,
         "repeats_per_epoch": reps,
         "first_layer_seconds": t_first, "fit_seconds": t_fit, **check,
     }
