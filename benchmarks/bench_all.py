@@ -341,7 +341,8 @@ def peers(data_npy, n_rows):
                 out[name] = {"error": proc.stderr[-500:]}
                 continue
             r = json.loads(path.read_text())
-            out[name] = {"seconds": r["best_s"], "peak_mb": r["peak_rss_mb"]}
+            # VmHWM: ru_maxrss would carry this (TensorFlow-importing) parent's peak over.
+            out[name] = {"seconds": r["best_s"], "peak_mb": r.get("vm_hwm_mb")}
     return out
 
 
