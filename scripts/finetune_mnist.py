@@ -30,7 +30,8 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
                    help="cosine: decay the learning rate to 0 over the run")
-    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--dropout", type=float, nargs="+", default=[0.0],
+                   help="dropout before each Dense layer: one rate, or one per Dense layer")
     p.add_argument("--n-train", type=int, default=None,
                    help="labelled rows (default: all 55,000 after the held-out 5,000)")
     p.add_argument("--seed", type=int, default=0)
@@ -39,7 +40,8 @@ def main(argv=None):
     model = keras.saving.load_model(args.model)
     result = tb.experiments.finetune_mnist(
         model, args.out, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-        dropout=args.dropout, n_train=args.n_train, seed=args.seed,
+        dropout=args.dropout[0] if len(args.dropout) == 1 else args.dropout,
+        n_train=args.n_train, seed=args.seed,
         lr_schedule=args.lr_schedule)
     print(json.dumps({"model": args.model, **result}, indent=1))
 

@@ -105,6 +105,17 @@ def test_bad_requests():
         tb.DBM([6, 5, 4]).to_sequential(0)
     with pytest.raises(ValueError, match="dropout"):
         tb.RBM(6, 4).to_sequential(3, dropout=1.0)
+    with pytest.raises(ValueError, match="one dropout rate per Dense layer \\(3\\)"):
+        tb.DBM([6, 5, 4]).to_sequential(3, dropout=[0.2, 0.5])
+
+
+def test_dropout_per_dense_layer():
+    clf = tb.DBM([6, 5, 4]).to_sequential(3, dropout=[0.2, 0.0, 0.5])
+    rates = {layer.name: layer.rate for layer in clf.layers
+             if isinstance(layer, keras.layers.Dropout)}
+    assert rates == {"hidden_1_dropout": 0.2, "output_dropout": 0.5}
+    clf = tb.DBN([6, 5, 4], n_labels=2).to_sequential(3, dropout=0.1)
+    assert sum(isinstance(layer, keras.layers.Dropout) for layer in clf.layers) == 3
     with pytest.raises(ValueError, match="without copied units"):
         tb.RBM(6, 4, visible_copies=2).to_sequential(3)
     with pytest.raises(ValueError, match="Expected an RBM, a DBN or a DBM"):

@@ -161,7 +161,9 @@ def to_sequential(model, num_classes, dropout=0.0, n_mean_field=None, name=None)
     Args:
         model: a trained `tfboltz.RBM` or `tfboltz.DBM`.
         num_classes: size of the softmax output layer (initialised at random).
-        dropout: dropout rate before each Dense layer (0 disables it).
+        dropout: dropout rate before each Dense layer (0 disables it), or a list of
+            rates, one per Dense layer from the first to the softmax output (e.g.
+            ``[0.2, 0.5, 0.5]`` for a 2-layer DBM: inputs 0.2, hidden layers 0.5).
         n_mean_field: mean-field iterations of a DBM's augmentation layer (default:
             the DBM's `n_mean_field`).
         name: the Sequential's name.
@@ -181,17 +183,22 @@ def to_sequential(model, num_classes, dropout=0.0, n_mean_field=None, name=None)
     from tfboltz.rbm import RBM
 
     num_classes = validation.positive_int("num_classes", num_classes)
-    dropout = validation.non_negative_float("dropout", dropout)
-    if dropout >= 1:
-        raise ValueError(f"Expected `dropout` in [0, 1). Received: dropout={dropout!r}")
     if not isinstance(model, (RBM, DBM, DBN)):
         raise ValueError("Expected an RBM, a DBN or a DBM to turn into a classifier. "
                          f"Received: {type(model).__name__}")
+    # Dense layers: one per hidden layer, and the softmax output.
+    n_dense = 2 if isinstance(model, RBM) else (
+        len(model.rbms) + 1 if isinstance(model, DBN) else len(model.layer_sizes))
+    rates = _dropout_rates(dropout, n_dense)
     layers = [keras.Input((model.n_visible,), name="inputs")]
 
+    def add_dropout(layer_name):
+        rate = rates.pop(0)
+        if rate:
+            layers.append(keras.layers.Dropout(rate, name=f"{layer_name}_dropout"))
+
     def add_dense(units_layer, kernel, bias, layer_name):
-        if dropout:
-            layers.append(keras.layers.Dropout(dropout, name=f"{layer_name}_dropout"))
+        add_dropout(layer_name)
         layers.extend(_hidden_dense(units_layer, kernel, bias, layer_name))
 
     if isinstance(model, RBM):
@@ -220,7 +227,21 @@ def to_sequential(model, num_classes, dropout=0.0, n_mean_field=None, name=None)
         add_dense(ul[1], first, ul[1].bias, "hidden_1")
         for i in range(2, len(ul)):
             add_dense(ul[i], ks[i - 1], ul[i].bias, f"hidden_{i}")
-    if dropout:
-        layers.append(keras.layers.Dropout(dropout, name="output_dropout"))
+    add_dropout("output")
     layers.append(keras.layers.Dense(num_classes, activation="softmax", name="output"))
     return keras.Sequential(layers, name=name)
+
+
+def _dropout_rates(dropout, n_dense):
+    """One dropout rate per Dense layer from a rate or a list of `n_dense` rates."""
+    if isinstance(dropout, (list, tuple)):
+        if len(dropout) != n_dense:
+            raise ValueError(f"Expected one dropout rate per Dense layer ({n_dense}). "
+                             f"Received: dropout={list(dropout)!r}")
+        rates = list(dropout)
+    else:
+        rates = [dropout] * n_dense
+    rates = [validation.non_negative_float("dropout", r) for r in rates]
+    if any(r >= 1 for r in rates):
+        raise ValueError(f"Expected `dropout` in [0, 1). Received: dropout={dropout!r}")
+    return rates

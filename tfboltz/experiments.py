@@ -101,7 +101,7 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         out_dir: where ``classifier.keras``, ``savedmodel/`` and ``result.json`` go.
         epochs: training epochs (the best on the held-out rows is kept).
         lr: Adam learning rate.
-        dropout: dropout before each Dense layer.
+        dropout: dropout before each Dense layer (a rate, or one per Dense layer).
         n_val: training rows held out to pick the epoch.
         n_train: labelled rows to use, from the start of the training set (default:
             all but the held-out rows); the held-out rows are then the next `n_val`
