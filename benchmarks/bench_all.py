@@ -20,6 +20,10 @@ finetune            one epoch of the DBM's Sequential classifier (784+1000 -> 50
                     -> 1000 -> 10, Adam) on 55,000 rows.
 *_bf16              rbm_cd1 and dbm_joint with `matmul_dtype="bfloat16"` (mixed
                     precision); their products are timed in bfloat16 too.
+*_xla               rbm_cd1, dbm_pretrain and finetune compiled with XLA
+                    (`jit_compile=True`), which fuses the element-wise work and the
+                    optimizer update; on this CPU it pays for these and not for the
+                    DBM joint step (its mean-field loop) or PCD.
 scale_h*, scale_b*  RBM CD-1 on 10,000 rows with 512..4096 hidden units (batch 100),
                     and with batches of 20..1000 (1024 hidden units).
 
@@ -139,30 +143,30 @@ def rbm_products(n_vis, n_hid, batch, pcd=False, chains=100):
 
 
 def time_rbm_epoch(x, n_hid, batch, learning="cd", visible_copies=1, hidden_copies=1,
-                   matmul_dtype="float32"):
+                   matmul_dtype="float32", jit=False):
     import keras
 
     import tfboltz as tb
 
     rbm = tb.RBM(x.shape[1], n_hid, learning=learning, seed=0, matmul_dtype=matmul_dtype,
                  visible_copies=visible_copies, hidden_copies=hidden_copies)
-    rbm.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
+    rbm.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=jit)
     timer = EpochTimer()
     rbm.fit(x, batch_size=batch, epochs=2, verbose=0, callbacks=[timer])
     return timer.seconds[-1]
 
 
-def case_rbm(x, n_hid=1024, batch=B, learning="cd", matmul_dtype="float32"):
-    seconds = time_rbm_epoch(x, n_hid, batch, learning, matmul_dtype=matmul_dtype)
+def case_rbm(x, n_hid=1024, batch=B, learning="cd", matmul_dtype="float32", jit=False):
+    seconds = time_rbm_epoch(x, n_hid, batch, learning, matmul_dtype=matmul_dtype, jit=jit)
     return {"seconds": seconds, "batches": math.ceil(len(x) / batch),
             "products": rbm_products(x.shape[1], n_hid, batch, pcd=learning == "pcd"),
             "dtype": matmul_dtype}
 
 
-def case_dbm_pretrain(x):
-    t1 = time_rbm_epoch(x, 500, B, visible_copies=2)
+def case_dbm_pretrain(x, jit=False):
+    t1 = time_rbm_epoch(x, 500, B, visible_copies=2, jit=jit)
     x1 = np.asarray(x[:, :500] > 0.5, "float32")  # stand-in data of the right width
-    t2 = time_rbm_epoch(x1, 1000, B, hidden_copies=2)
+    t2 = time_rbm_epoch(x1, 1000, B, hidden_copies=2, jit=jit)
     # Doubling scales the inputs; it adds no products.
     prods = rbm_products(784, 500, B) + rbm_products(500, 1000, B)
     return {"seconds": t1 + t2, "batches": math.ceil(len(x) / B), "products": prods,
@@ -255,7 +259,7 @@ def case_ais_dbm(x, n_betas=20000):
     return {"seconds": seconds, "log_z": float(est.log_z), "n_betas": n_betas}
 
 
-def case_finetune(x, y):
+def case_finetune(x, y, jit=False):
     import keras
 
     import tfboltz as tb
@@ -266,7 +270,7 @@ def case_finetune(x, y):
     f = np.concatenate([first(x[i:i + 1000]).numpy() for i in range(0, len(x), 1000)])
     head = keras.Sequential([keras.Input((f.shape[1],)), *clf.layers[1:]])
     head.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                 steps_per_execution=50)
+                 steps_per_execution=50, jit_compile=jit)
     timer = EpochTimer()
     head.fit(f, y, batch_size=B, epochs=2, verbose=0, callbacks=[timer])
     d = f.shape[1]
@@ -290,6 +294,12 @@ def run_case(name, x, y):
         return case_dbm_joint(x, matmul_dtype="bfloat16")
     if name == "dbm_pretrain":
         return case_dbm_pretrain(x)
+    if name == "rbm_cd1_xla":
+        return case_rbm(x, jit=True)
+    if name == "dbm_pretrain_xla":
+        return case_dbm_pretrain(x, jit=True)
+    if name == "finetune_xla":
+        return case_finetune(x[:55000], y[:55000], jit=True)
     if name == "dbm_joint":
         return case_dbm_joint(x)
     if name == "dbm_joint_numpy":
@@ -321,7 +331,8 @@ def child(args):
 
 def cases(quick):
     names = ["rbm_cd1", "rbm_pcd1", "dbm_pretrain", "dbm_joint", "dbm_joint_numpy", "ais_dbm",
-             "finetune", "rbm_cd1_bf16", "dbm_joint_bf16"]
+             "finetune", "rbm_cd1_bf16", "dbm_joint_bf16", "rbm_cd1_xla", "dbm_pretrain_xla",
+             "finetune_xla"]
     names += [f"scale_h{h}" for h in SCALE_HIDDEN] + [f"scale_b{b}" for b in SCALE_BATCH]
     return names
 
