@@ -88,10 +88,13 @@ class TrainingCheckpoint(keras.callbacks.Callback):
     again with the same arguments, the same `fit` call restores the latest
     checkpoint and carries on from that position: the epoch number (and so every
     per-epoch schedule), the learning-rate schedule's step and the data order are
-    those of the uninterrupted run. For a seeded tfboltz model fitted on an array
-    the resumed run ends with exactly the weights of an uninterrupted one on the
-    same device (tested); in the middle of an epoch it skips the batches already
-    trained on. Other Keras models resume at the start of the interrupted epoch.
+    those of the uninterrupted run. For a seeded RBM or DBM fitted on an array the
+    resumed run ends with exactly the weights of an uninterrupted one on the same
+    device (tested); in the middle of an epoch it skips the batches already
+    trained on. A DBN's up-down `fit` resumes at the saved batch too, but its data
+    order comes from Keras's shuffling (the global random state), so it is exact
+    only where that is. Other Keras models resume at the start of the interrupted
+    epoch.
 
     Checkpoints go through `tf.train.CheckpointManager`: the files of a new
     checkpoint are written first and the index that names the latest one is
