@@ -21,11 +21,13 @@ def make_unit_layers(layer_sizes, visible, top, seed=None):
             + [units_lib.get(top, layer_sizes[-1], seed, name=f"layer_{n - 1}")])
 
 
-def layer_input(unit_layers, kernels, states, i, matmul_dtype=None):
-    """Input to layer `i` of a layered model from its neighbours' `states`."""
+def layer_input(unit_layers, kernels, states, i, matmul_dtype=None, from_below=None):
+    """Input to layer `i` of a layered model from its neighbours' `states`
+    (`from_below`: the part from layer ``i - 1``, if already computed)."""
     total = 0.0
     if i > 0:
-        total = matmul(unit_layers[i - 1].scale(states[i - 1]), kernels[i - 1], matmul_dtype)
+        total = from_below if from_below is not None else matmul(
+            unit_layers[i - 1].scale(states[i - 1]), kernels[i - 1], matmul_dtype)
     if i < len(unit_layers) - 1:
         above = unit_layers[i + 1].scale(states[i + 1])
         total += matmul(above, kernels[i], matmul_dtype, transpose_b=True)
@@ -63,13 +65,8 @@ def mean_field_means(unit_layers, kernels, v, n_iter, tol, matmul_dtype=None):
         states = [v, *hidden]
         delta = tf.zeros((), v.dtype)
         for i in range(1, n_layers):
-            if i == 1:
-                a = from_visible
-                if n_layers > 2:
-                    a += matmul(unit_layers[2].scale(states[2]), kernels[1], matmul_dtype,
-                                transpose_b=True)
-            else:
-                a = layer_input(unit_layers, kernels, states, i, matmul_dtype)
+            a = layer_input(unit_layers, kernels, states, i, matmul_dtype,
+                            from_visible if i == 1 else None)
             new = unit_layers[i].mean(a)
             delta = tf.maximum(delta, tf.reduce_max(tf.abs(new - states[i])))
             states[i] = new
