@@ -266,14 +266,12 @@ def _batches(f, y):
     tuning threads competing with the step on 2 cores)."""
     import tensorflow as tf
 
+    from tfboltz.base import input_options
+
     rows, labels = tf.constant(f), tf.constant(y)
     ds = (tf.data.Dataset.range(len(f)).shuffle(len(f), seed=0).batch(B)
           .map(lambda i: (tf.gather(rows, i), tf.gather(labels, i))).prefetch(1))
-    options = tf.data.Options()
-    options.threading.private_threadpool_size = 1
-    options.threading.max_intra_op_parallelism = 1
-    options.autotune.enabled = False
-    return ds.with_options(options)
+    return ds.with_options(input_options())
 
 
 def case_finetune(x, y, jit=False):

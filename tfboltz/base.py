@@ -517,13 +517,18 @@ def _epoch_ordered_batches(x, batch_size, seed):
     dataset = (tf.data.Dataset.from_tensors(0).flat_map(permuted_batches)
                .apply(tf.data.experimental.assert_cardinality(-(-n // batch_size)))
                .map(lambda i: tf.gather(rows, i)).prefetch(1))
-    # One input thread and no autotuning: on a small CPU, tf.data's tuning threads
-    # compete with the train step (seen: some epochs 50% slower).
+    return dataset.with_options(input_options()), order
+
+
+def input_options():
+    """`tf.data.Options` of tfboltz's input pipelines: one input thread and no
+    autotuning. On a small CPU tf.data's tuning threads compete with the train step
+    (seen: some epochs 50-60% slower at random)."""
     options = tf.data.Options()
     options.threading.private_threadpool_size = 1
     options.threading.max_intra_op_parallelism = 1
     options.autotune.enabled = False
-    return dataset.with_options(options), order
+    return options
 
 
 class _ReplicaSeed(keras.random.SeedGenerator):

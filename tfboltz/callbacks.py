@@ -159,8 +159,6 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             self._offset = done
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self._offset == 0 and hasattr(self.model, "_resume_left"):
-            self.model._resume_left = None
         self._epoch = epoch
         self._start = self._last = int(self.model.optimizer.iterations.numpy())
 
