@@ -5,8 +5,11 @@
 The recipe behind the README's DBM figures and the zoo's `mnist_dbm` weights. Training
 data: the 60,000 MNIST training images. Pretraining sees one fixed binarisation of
 them (seeded); joint training binarises each epoch afresh. The joint learning rate
-decays linearly to `--final-lr`; momentum goes from 0.5 to 0.9 after 5 epochs. A
-checkpoint (``model.keras``) is written atomically after pretraining and after each
+decays linearly to `--final-lr`; momentum goes from 0.5 to 0.9 after 5 epochs. An
+optional finishing phase (`--finish-epochs`) then runs more Gibbs sweeps per update
+on the particles (`--finish-k`), with the learning rate decaying linearly from
+`--finish-lr` to 0: particles that mix better find and remove the spurious modes that
+one sweep per update leaves behind. A checkpoint (``model.keras``) is written atomically after pretraining and after each
 joint epoch, with the wall-clock of each phase in ``state.json``; ``--resume``
 continues an interrupted run from its last checkpoint.
 """
@@ -38,6 +41,12 @@ def parse_args(argv=None):
     p.add_argument("--n-mean-field", type=int, default=10)
     p.add_argument("--mean-field-tol", type=float, default=1e-4)
     p.add_argument("--l2", type=float, default=2e-4)
+    p.add_argument("--finish-epochs", type=int, default=0,
+                   help="epochs of the finishing phase after --epochs (0: none)")
+    p.add_argument("--finish-k", type=int, default=5,
+                   help="Gibbs sweeps per update on the particles in the finishing phase")
+    p.add_argument("--finish-lr", type=float, default=5e-4,
+                   help="learning rate at the start of the finishing phase (decays to 0)")
     p.add_argument("--n-train", type=int, default=60000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/dbm"))
@@ -94,25 +103,40 @@ def main(argv=None):
     def lr(epoch):
         return args.lr + (args.final_lr - args.lr) * epoch / args.epochs
 
-    class Save(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.time()
-
-        def on_epoch_end(self, epoch, logs=None):
-            state["epochs_done"] = epoch + 1
-            state["joint_seconds"] += time.time() - self.t0
-            save(self.model, args.out, state)
-
     x_val, _ = tb.data.load_mnist("test", binarize="stochastic", seed=1)
-    dbm.fit(tb.data.binarized_batches(x, args.batch_size, args.seed + state["epochs_done"]),
-            epochs=args.epochs, initial_epoch=state["epochs_done"],
-            validation_data=x_val[:2000], verbose=2,
-            callbacks=[keras.callbacks.LearningRateScheduler(lr),
-                       tb.callbacks.MomentumScheduler(lambda e: 0.5 if e < 5 else 0.9),
-                       keras.callbacks.CSVLogger(args.out / "log.csv",
-                                                 append=state["epochs_done"] > 0),
-                       Save()])
+
+    def run(epochs, schedule, seconds_key):
+        class Save(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.t0 = time.time()
+
+            def on_epoch_end(self, epoch, logs=None):
+                state["epochs_done"] = epoch + 1
+                state[seconds_key] = state.get(seconds_key, 0.0) + time.time() - self.t0
+                save(self.model, args.out, state)
+
+        dbm.fit(tb.data.binarized_batches(x, args.batch_size, args.seed + state["epochs_done"]),
+                epochs=epochs, initial_epoch=state["epochs_done"],
+                validation_data=x_val[:2000], verbose=2,
+                callbacks=[keras.callbacks.LearningRateScheduler(schedule),
+                           tb.callbacks.MomentumScheduler(lambda e: 0.5 if e < 5 else 0.9),
+                           keras.callbacks.CSVLogger(args.out / "log.csv",
+                                                     append=state["epochs_done"] > 0),
+                           Save()])
+
+    if state["epochs_done"] < args.epochs:
+        run(args.epochs, lr, "joint_seconds")
     print(f"joint training: {state['joint_seconds']:.0f} s in total")
+    if args.finish_epochs > 0:
+        total = args.epochs + args.finish_epochs
+
+        def finish_lr(epoch):
+            return args.finish_lr * (1.0 - (epoch - args.epochs) / args.finish_epochs)
+
+        dbm.k = args.finish_k  # read when the train step is traced, i.e. by fit below
+        dbm.compile(optimizer=keras.optimizers.SGD(args.finish_lr, momentum=0.9))
+        run(total, finish_lr, "finish_seconds")
+        print(f"finishing phase: {state['finish_seconds']:.0f} s in total")
 
 
 if __name__ == "__main__":

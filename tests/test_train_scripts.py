@@ -1,0 +1,58 @@
+"""The MNIST training scripts' phases and resume logic, on scikit-learn's digits."""
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import keras
+import pytest
+
+import tfboltz as tb
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def digits_as_mnist(monkeypatch, digits):
+    """`tb.data.load_mnist` replaced by the 64-pixel digits (first 1,000 to train)."""
+    x, y = digits
+
+    def load(split="train", binarize=None, seed=0):
+        return (x[:1000], y[:1000]) if split == "train" else (x[1000:], y[1000:])
+
+    monkeypatch.setattr(tb.data, "load_mnist", load)
+    return x
+
+
+def test_dbm_script_runs_its_finishing_phase_with_more_gibbs_sweeps(tmp_path, digits_as_mnist):
+    train = _script("train_dbm_mnist")
+    out = tmp_path / "dbm"
+    common = ["--layer-sizes", "64", "16", "16", "--pretrain-epochs", "1", "--epochs", "2",
+              "--batch-size", "50", "--n-chains", "10", "--out", str(out)]
+    train.main([*common, "--finish-epochs", "2", "--finish-k", "3", "--finish-lr", "0.001"])
+    state = json.loads((out / "state.json").read_text())
+    assert state["epochs_done"] == 4
+    assert state["joint_seconds"] > 0 and state["finish_seconds"] > 0
+    with open(out / "log.csv") as f:
+        log = list(csv.DictReader(f))
+    assert [int(row["epoch"]) for row in log] == [0, 1, 2, 3]
+    # The finishing phase's rate decays linearly from --finish-lr.
+    assert [float(row["learning_rate"]) for row in log[2:]] == pytest.approx([0.001, 0.0005])
+    model = keras.saving.load_model(out / "model.keras")
+    assert model.k == 3
+
+    # Resuming a finished run trains no further epochs.
+    before = [w.numpy() for w in model.kernels]
+    train.main([*common, "--finish-epochs", "2", "--finish-k", "3", "--resume"])
+    after = keras.saving.load_model(out / "model.keras")
+    assert json.loads((out / "state.json").read_text())["epochs_done"] == 4
+    for a, b in zip(before, after.kernels):
+        assert (a == b.numpy()).all()
