@@ -28,6 +28,8 @@ def main(argv=None):
     p.add_argument("--n-chains", type=int, default=100)
     p.add_argument("--n-betas", type=int, default=20000)
     p.add_argument("--runs", type=int, default=1, help="independent AIS runs (seeds 0..)")
+    p.add_argument("--n-steps", type=int, default=1,
+                   help="Gibbs sweeps per intermediate distribution")
     p.add_argument("--n-mean-field", type=int, default=30)
     p.add_argument("--proposal", default="base_rate", choices=["base_rate", "uniform", "rbm"],
                    help='"rbm": the two-stage path (RBM of the first layer, then the rest)')
@@ -46,7 +48,7 @@ def main(argv=None):
     for seed in range(args.runs):
         t0 = time.time()
         est = tb.ais.log_partition(dbm, n_chains=args.n_chains, n_betas=args.n_betas, seed=seed,
-                                   data=x_train, proposal=args.proposal)
+                                   data=x_train, proposal=args.proposal, n_steps=args.n_steps)
         res = {
             "seed": seed, "log_z": est.log_z, "log_z_low": est.log_z_low,
             "log_z_high": est.log_z_high, "seconds": time.time() - t0,
@@ -66,7 +68,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "n_chains": args.n_chains, "n_betas": args.n_betas,
-                       "proposal": args.proposal,
+                       "proposal": args.proposal, "n_steps": args.n_steps,
                        "n_mean_field": args.n_mean_field, "elbo_seconds": t_elbo,
                        "runs": results}, f, indent=2)
 

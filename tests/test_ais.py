@@ -125,3 +125,12 @@ def test_estimate_from_log_weights_matches_numpy():
     assert abs(est.log_z_high - (2.0 + np.log(w.mean() + 3 * se))) < 1e-9
     assert est.log_z_low == -np.inf or est.log_z_low < est.log_z
     assert float(est) == est.log_z and "interval" in repr(est)
+
+
+def test_ais_with_several_sweeps_per_temperature(trained_small_rbm):
+    rbm, x = trained_small_rbm
+    exact = tb.ais.exact_log_partition(rbm)
+    est = tb.ais.log_partition(rbm, n_chains=100, n_betas=2000, seed=0, data=x, n_steps=4,
+                               verbose=0)
+    assert est.n_steps == 4 and "n_steps=4" in repr(est)
+    assert abs(est.log_z - exact) < 0.1, (est, exact)

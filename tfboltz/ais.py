@@ -36,7 +36,8 @@ class LogPartitionEstimate:
         log_z_base: log Z of the base model A.
         log_weights: the chains' log importance weights (numpy).
         n_betas: number of intermediate distributions.
-        proposal: "base_rate" or "uniform".
+        proposal: "base_rate", "uniform" or "rbm".
+        n_steps: Gibbs sweeps per intermediate distribution.
     """
 
     log_z: float
@@ -46,6 +47,7 @@ class LogPartitionEstimate:
     log_weights: np.ndarray
     n_betas: int
     proposal: str
+    n_steps: int = 1
 
     def __float__(self):
         return self.log_z
@@ -53,10 +55,10 @@ class LogPartitionEstimate:
     def __repr__(self):
         return (f"LogPartitionEstimate(log_z={self.log_z:.4f}, interval=({self.log_z_low:.4f}, "
                 f"{self.log_z_high:.4f}), chains={len(self.log_weights)}, "
-                f"n_betas={self.n_betas}, proposal={self.proposal!r})")
+                f"n_betas={self.n_betas}, n_steps={self.n_steps}, proposal={self.proposal!r})")
 
     @classmethod
-    def from_log_weights(cls, log_weights, log_z_base, n_betas, proposal):
+    def from_log_weights(cls, log_weights, log_z_base, n_betas, proposal, n_steps=1):
         import tensorflow_probability as tfp
 
         lw = np.asarray(log_weights, np.float64)
@@ -70,7 +72,7 @@ class LogPartitionEstimate:
             log_z_low=float(log_z_base + top + low),
             log_z_high=float(log_z_base + top + math.log(mean + 3 * se)),
             log_z_base=float(log_z_base), log_weights=lw, n_betas=int(n_betas),
-            proposal=proposal,
+            proposal=proposal, n_steps=int(n_steps),
         )
 
 
@@ -136,7 +138,7 @@ def base_model_units(model, proposal="base_rate", data=None):
 
 
 def log_partition(model, n_chains=100, n_betas=10000, seed=0, proposal="base_rate", data=None,
-                  verbose=1):
+                  n_steps=1, verbose=1):
     """Estimate log Z of an RBM or a DBM by annealed importance sampling.
 
     The tempered models scale every weight and hidden bias by beta and interpolate the
@@ -160,6 +162,10 @@ def log_partition(model, n_chains=100, n_betas=10000, seed=0, proposal="base_rat
             (its log Z fell below a test image's unnormalised bound) where the RBM of
             the first layer anneals well.
         data: visible rows to fit the base-rate proposal to.
+        n_steps: Gibbs sweeps at each intermediate distribution (the importance
+            weight is updated once per distribution; each sweep leaves it invariant).
+            More sweeps help the chains follow a model whose modes are hard to reach,
+            at `n_steps` times the sampling cost.
         verbose: 1 shows a progress bar.
 
     Returns:
@@ -175,18 +181,20 @@ def log_partition(model, n_chains=100, n_betas=10000, seed=0, proposal="base_rat
         _check_rbm(model, "AIS")
         _check_linear_bias_hidden(model)
     n_chains = validation.positive_int("n_chains", n_chains)
+    n_steps = validation.positive_int("n_steps", n_steps)
     if proposal == "rbm":
         if not isinstance(model, DBM):
             raise ValueError('Expected a DBM for proposal="rbm" (the two-stage path). '
                              f"Received: {type(model).__name__}")
-        return _dbm_two_stage(model, n_chains, n_betas, seed, data, verbose)
+        return _dbm_two_stage(model, n_chains, n_betas, seed, data, n_steps, verbose)
     base = base_model_units(model, proposal, data)
     betas = beta_schedule(n_betas).astype("float32")
     gen = keras.random.SeedGenerator(seed)
     make = _dbm_annealing if isinstance(model, DBM) else _rbm_annealing
-    log_z_base, state, transition = make(model, base, n_chains, gen)
+    log_z_base, state, transition = make(model, base, n_chains, gen, n_steps)
     _, log_w = _anneal(transition, state, tf.zeros((n_chains,)), betas, verbose)
-    return LogPartitionEstimate.from_log_weights(log_w.numpy(), log_z_base, n_betas, proposal)
+    return LogPartitionEstimate.from_log_weights(log_w.numpy(), log_z_base, n_betas, proposal,
+                                                 n_steps)
 
 
 def _anneal(transition, state, log_w, betas, verbose):
@@ -222,7 +230,7 @@ def _tempered_input(layer, a, beta):
     return beta * a + (beta - 1.0) * layer.bias
 
 
-def _rbm_annealing(model, base, n_chains, gen):
+def _rbm_annealing(model, base, n_chains, gen, n_steps=1):
     vis, hid = model.visible_layer, model.hidden_layer
     # At beta = 0 the hidden units are independent and uniform: Z_0 = Z_A * Z_h(0).
     hid0 = hid.log_partition(-hid.bias[None, :])
@@ -237,9 +245,12 @@ def _rbm_annealing(model, base, n_chains, gen):
         # The products in float32, whatever the model's matmul_dtype.
         a = tf.matmul(vis.scale(v), model.kernel)
         delta = log_p(v, a, b_next) - log_p(v, a, b_prev)
-        h = hid.sample(_tempered_input(hid, a, b_next), gen)
-        down = tf.matmul(hid.scale(h), model.kernel, transpose_b=True)
-        v = vis.sample(_tempered_visible_input(vis, base, down, b_next), gen)
+        for step in range(n_steps):
+            if step:
+                a = tf.matmul(vis.scale(v), model.kernel)
+            h = hid.sample(_tempered_input(hid, a, b_next), gen)
+            down = tf.matmul(hid.scale(h), model.kernel, transpose_b=True)
+            v = vis.sample(_tempered_visible_input(vis, base, down, b_next), gen)
         return v, delta
 
     return log_z_base, base.sample(tf.zeros((n_chains, model.n_visible)), gen), transition
@@ -253,7 +264,7 @@ def _odd_placed(n_layers, odd, odd_states):
     return states
 
 
-def _dbm_annealing(model, base, n_chains, gen):
+def _dbm_annealing(model, base, n_chains, gen, n_steps=1):
     from tfboltz.dbm import layer_input
 
     layers = model.unit_layers
@@ -284,12 +295,12 @@ def _dbm_annealing(model, base, n_chains, gen):
     def transition(odd_states, b_prev, b_next):
         states = full(odd_states)
         delta = log_p(states, b_next) - log_p(states, b_prev)
-        for i in even:
-            states[i] = layers[i].sample(even_input(states, i, b_next), gen)
-        for i in odd:
-            states[i] = layers[i].sample(
-                _tempered_input(layers[i], layer_input(layers, model.kernels, states, i), b_next),
-                gen)
+        for _ in range(n_steps):
+            for i in even:
+                states[i] = layers[i].sample(even_input(states, i, b_next), gen)
+            for i in odd:
+                states[i] = layers[i].sample(_tempered_input(
+                    layers[i], layer_input(layers, model.kernels, states, i), b_next), gen)
         return tuple(states[i] for i in odd), delta
 
     start = tuple(layers[i].sample(-layers[i].bias[None, :] * tf.ones((n_chains, 1)), gen)
@@ -311,7 +322,7 @@ def _first_rbm(dbm):
     return rbm
 
 
-def _dbm_two_stage(model, n_chains, n_betas, seed, data, verbose):
+def _dbm_two_stage(model, n_chains, n_betas, seed, data, n_steps, verbose):
     """AIS for a DBM along a two-stage path (see `log_partition`, proposal "rbm").
 
     Stage 1 is RBM AIS for the first two layers, the other layers independent with
@@ -328,7 +339,7 @@ def _dbm_two_stage(model, n_chains, n_betas, seed, data, verbose):
     rbm = _first_rbm(model)
     _check_linear_bias_hidden(rbm)
     base = base_model_units(rbm, "base_rate", data)
-    log_z_base, v, transition = _rbm_annealing(rbm, base, n_chains, gen)
+    log_z_base, v, transition = _rbm_annealing(rbm, base, n_chains, gen, n_steps)
     # The layers above the first are independent at gamma = 0: their log partitions.
     log_z_base += sum(float(layers[i].log_partition(tf.zeros((1, layers[i].units)))[0])
                       for i in range(2, len(layers)))
@@ -350,10 +361,11 @@ def _dbm_two_stage(model, n_chains, n_betas, seed, data, verbose):
         states = full(odd_states)
         delta = log_p(states, g_next) - log_p(states, g_prev)
         ks = kernels(g_next)
-        for i in even:
-            states[i] = layers[i].sample(layer_input(layers, ks, states, i), gen)
-        for i in odd:
-            states[i] = layers[i].sample(layer_input(layers, ks, states, i), gen)
+        for _ in range(n_steps):
+            for i in even:
+                states[i] = layers[i].sample(layer_input(layers, ks, states, i), gen)
+            for i in odd:
+                states[i] = layers[i].sample(layer_input(layers, ks, states, i), gen)
         return tuple(states[i] for i in odd), delta
 
     # A Gibbs step of the gamma = 0 model from the stage-1 visibles: h1 given v, the
@@ -365,7 +377,8 @@ def _dbm_two_stage(model, n_chains, n_betas, seed, data, verbose):
     state = tuple(layers[i].sample(layer_input(layers, kernels(0.0), start, i), gen)
                   for i in odd)
     _, log_w = _anneal(transition2, state, log_w, betas, verbose)
-    return LogPartitionEstimate.from_log_weights(log_w.numpy(), log_z_base, 2 * n_betas, "rbm")
+    return LogPartitionEstimate.from_log_weights(log_w.numpy(), log_z_base, 2 * n_betas, "rbm",
+                                                 n_steps)
 
 
 def _exact_log_partition_dbm(model, chunk=65536):
