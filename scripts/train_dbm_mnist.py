@@ -9,9 +9,10 @@ decays linearly to `--final-lr`; momentum goes from 0.5 to 0.9 after 5 epochs. A
 optional finishing phase (`--finish-epochs`) then runs more Gibbs sweeps per update
 on the particles (`--finish-k`), with the learning rate decaying linearly from
 `--finish-lr` to 0: particles that mix better find and remove the spurious modes that
-one sweep per update leaves behind. A checkpoint (``model.keras``) is written atomically after pretraining and after each
-joint epoch, with the wall-clock of each phase in ``state.json``; ``--resume``
-continues an interrupted run from its last checkpoint.
+one sweep per update leaves behind. A checkpoint (``model.keras``) is written
+atomically after pretraining and after each joint epoch, with the wall-clock of each
+phase in ``state.json``; ``--resume`` continues an interrupted run from its last
+checkpoint.
 """
 
 import argparse
