@@ -42,7 +42,7 @@ def parse_args(argv=None):
     p.add_argument("--n-mean-field", type=int, default=10)
     p.add_argument("--mean-field-tol", type=float, default=1e-4)
     p.add_argument("--l2", type=float, default=2e-4)
-    p.add_argument("--finish-epochs", type=int, default=0,
+    p.add_argument("--finish-epochs", type=int, default=80,
                    help="epochs of the finishing phase after --epochs (0: none)")
     p.add_argument("--finish-k", type=int, default=5,
                    help="Gibbs sweeps per update on the particles in the finishing phase")
