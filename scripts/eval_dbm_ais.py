@@ -27,7 +27,9 @@ def main(argv=None):
     p.add_argument("model", help=".keras file of a DBM")
     p.add_argument("--n-chains", type=int, default=100)
     p.add_argument("--n-betas", type=int, default=20000)
-    p.add_argument("--runs", type=int, default=1, help="independent AIS runs (seeds 0..)")
+    p.add_argument("--runs", type=int, default=1, help="independent AIS runs")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seed of the first run; the others follow it")
     p.add_argument("--n-steps", type=int, default=1,
                    help="Gibbs sweeps per intermediate distribution")
     p.add_argument("--n-mean-field", type=int, default=30)
@@ -45,7 +47,7 @@ def main(argv=None):
     bound_train = tb.ais.elbo(dbm, x_train[:10000], 0.0, n_iter=args.n_mean_field)
     t_elbo = time.time() - t0
     results = []
-    for seed in range(args.runs):
+    for seed in range(args.first_seed, args.first_seed + args.runs):
         t0 = time.time()
         est = tb.ais.log_partition(dbm, n_chains=args.n_chains, n_betas=args.n_betas, seed=seed,
                                    data=x_train, proposal=args.proposal, n_steps=args.n_steps)
