@@ -134,3 +134,6 @@ def test_ais_with_several_sweeps_per_temperature(trained_small_rbm):
                                verbose=0)
     assert est.n_steps == 4 and "n_steps=4" in repr(est)
     assert abs(est.log_z - exact) < 0.1, (est, exact)
+    # The sweeps take part: same seed and betas with one sweep give another estimate.
+    one = tb.ais.log_partition(rbm, n_chains=100, n_betas=2000, seed=0, data=x, verbose=0)
+    assert one.log_z != est.log_z
