@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 import tfboltz as tb
+from tfboltz import validation
 
 
 def parse_args(argv=None):
@@ -32,7 +33,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--final-lr", type=float, default=0.0)
-    p.add_argument("--l2", type=float, default=1e-4)
+    p.add_argument("--l2", type=float, default=None,
+                   help="L2 weight decay (default 1e-4; on --resume, the saved one unless given)")
     p.add_argument("--n-train", type=int, default=60000)
     p.add_argument("--data", choices=["binarised", "grey"], default="binarised",
                    help="binarise each epoch afresh, or train on the grey levels")
@@ -61,13 +63,15 @@ def main(argv=None):
         done = int(json.loads((args.out / "state.json").read_text())["epochs_done"])
         if args.k is not None:
             rbm.k.assign(args.k)
+        if args.l2 is not None:
+            rbm.l2 = validation.non_negative_float("l2", args.l2)
         if args.ema is not None:
             rbm.compile(optimizer=keras.optimizers.SGD(args.lr, momentum=0.9, use_ema=True,
                                                        ema_momentum=args.ema))
     else:
         rbm = tb.RBM(784, args.n_hidden, learning=args.learning, k=args.k or 1,
                      n_chains=args.n_chains, sample_visible=args.learning == "pcd",
-                     l2=args.l2, sparsity_cost=args.sparsity_cost,
+                     l2=1e-4 if args.l2 is None else args.l2, sparsity_cost=args.sparsity_cost,
                      sparsity_target=args.sparsity_target, seed=args.seed)
         rbm.compile(optimizer=keras.optimizers.SGD(
             args.lr, momentum=0.5, use_ema=args.ema is not None, ema_momentum=args.ema or 0.99))
