@@ -25,7 +25,12 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-hidden", type=int, default=500)
-    p.add_argument("--learning", choices=["cd", "pcd"], default="pcd")
+    p.add_argument("--learning", choices=["cd", "pcd", "pt"], default=None,
+                   help="learning rule (default pcd); on --resume, 'pt' turns a PCD run into "
+                        "parallel tempering: same weights, each chain copied to every "
+                        "temperature of its ladder")
+    p.add_argument("--n-temperatures", type=int, default=20, help="PT: replicas per ladder")
+    p.add_argument("--min-beta", type=float, default=0.5, help="PT: lowest inverse temperature")
     p.add_argument("--k", type=int, default=None,
                    help="Gibbs steps per update (default 1; on --resume, the saved k)")
     p.add_argument("--n-chains", type=int, default=100)
@@ -50,6 +55,19 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def to_parallel_tempering(rbm, n_temperatures, min_beta):
+    """A PT copy of PCD `rbm`: same weights and k, each chain at every temperature."""
+    config = rbm.get_config()
+    config.update(learning="pt", n_temperatures=n_temperatures, min_beta=min_beta)
+    out = tb.RBM.from_config(config)
+    for name in ("kernel", "k", "hidden_activity", "data_initialized"):
+        getattr(out, name).assign(getattr(rbm, name))
+    out.visible_layer.bias.assign(rbm.visible_layer.bias)
+    out.hidden_layer.bias.assign(rbm.hidden_layer.bias)
+    out.persistent_chains.assign(np.tile(rbm.persistent_chains.numpy(), (n_temperatures, 1)))
+    return out
+
+
 def main(argv=None):
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -61,16 +79,27 @@ def main(argv=None):
     if args.resume and ckpt.exists():
         rbm = keras.saving.load_model(ckpt)
         done = int(json.loads((args.out / "state.json").read_text())["epochs_done"])
+        converted = args.learning == "pt" and rbm.learning != "pt"
+        if converted:
+            rbm = to_parallel_tempering(rbm, args.n_temperatures, args.min_beta)
+            rbm.compile(optimizer=keras.optimizers.SGD(
+                args.lr, momentum=0.9, use_ema=args.ema is not None,
+                ema_momentum=args.ema or 0.99))
+        elif args.learning is not None and args.learning != rbm.learning:
+            raise ValueError(f"Expected --learning {rbm.learning} or pt to resume "
+                             f"{ckpt}. Received: --learning {args.learning}")
         if args.k is not None:
             rbm.k.assign(args.k)
         if args.l2 is not None:
             rbm.l2 = validation.non_negative_float("l2", args.l2)
-        if args.ema is not None:
+        if args.ema is not None and not converted:
             rbm.compile(optimizer=keras.optimizers.SGD(args.lr, momentum=0.9, use_ema=True,
                                                        ema_momentum=args.ema))
     else:
-        rbm = tb.RBM(784, args.n_hidden, learning=args.learning, k=args.k or 1,
-                     n_chains=args.n_chains, sample_visible=args.learning == "pcd",
+        learning = args.learning or "pcd"
+        rbm = tb.RBM(784, args.n_hidden, learning=learning, k=args.k or 1,
+                     n_chains=args.n_chains, sample_visible=learning != "cd",
+                     n_temperatures=args.n_temperatures, min_beta=args.min_beta,
                      l2=1e-4 if args.l2 is None else args.l2, sparsity_cost=args.sparsity_cost,
                      sparsity_target=args.sparsity_target, seed=args.seed)
         rbm.compile(optimizer=keras.optimizers.SGD(

@@ -8,7 +8,9 @@ from tfboltz import units as units_lib
 from tfboltz import validation
 from tfboltz.base import MATMUL_DTYPES, EnergyModel, matmul
 
-LEARNING_RULES = ("cd", "pcd")
+LEARNING_RULES = ("cd", "pcd", "pt")
+#: Unit types whose tempered conditionals parallel tempering can draw from.
+TEMPERABLE_UNITS = (units_lib.BernoulliUnits, units_lib.SoftmaxUnits)
 
 
 class EpochMonitor(keras.callbacks.Callback):
@@ -65,9 +67,19 @@ class RBM(EnergyModel):
         visible: unit type of the visible layer: "bernoulli", "gaussian", "softmax",
             "nrelu", or a `tfboltz.units` layer (e.g. ``GaussianUnits(learn_sigma=True)``).
         hidden: unit type of the hidden layer, as `visible`.
-        learning: "cd" (contrastive divergence) or "pcd" (persistent CD).
+        learning: "cd" (contrastive divergence), "pcd" (persistent CD) or "pt"
+            (persistent chains with parallel tempering, Desjardins et al. 2010; Bernoulli
+            and softmax units only): each persistent chain is a ladder of
+            `n_temperatures` replicas at inverse temperatures evenly spaced from 1 down
+            to `min_beta` (the replica at ``beta`` samples ``p(v, h) ~ exp(-beta E)``);
+            after every Gibbs sweep, neighbouring replicas swap states with the
+            Metropolis probability (pairs (0, 1), (2, 3), ... and (1, 2), (3, 4), ... in
+            turn), and the negative statistics come from the replicas at ``beta = 1``.
+            The mean acceptance of the proposed swaps is logged as `swap_rate`.
         k: Gibbs steps per update (a per-epoch schedule: `tfboltz.callbacks.KScheduler`).
-        n_chains: persistent chains for PCD.
+        n_chains: persistent chains for PCD (ladders for PT).
+        n_temperatures: replicas per ladder for PT (1 makes PT plain PCD).
+        min_beta: the lowest inverse temperature of a PT ladder, in [0, 1).
         sample_visible: sample the visible states in the Gibbs chain (otherwise use
             their means, the usual choice for CD).
         sample_hidden: sample the hidden states that drive the visible ones (otherwise
@@ -110,7 +122,8 @@ class RBM(EnergyModel):
                  learning="cd", k=1, n_chains=100, sample_visible=False, sample_hidden=True,
                  l2=0.0, l1=0.0, sparsity_target=0.1, sparsity_cost=0.0, sparsity_damping=0.9,
                  dropout=0.0, max_norm=None, weight_init_std=0.01, visible_copies=1,
-                 hidden_copies=1, matmul_dtype="float32", seed=None, **kwargs):
+                 hidden_copies=1, matmul_dtype="float32", n_temperatures=10, min_beta=0.5,
+                 seed=None, **kwargs):
         super().__init__(**kwargs)
         for name, value in (("visible_copies", visible_copies), ("hidden_copies", hidden_copies)):
             if value not in (1, 2) or isinstance(value, bool):
@@ -122,6 +135,13 @@ class RBM(EnergyModel):
         self.learning = validation.one_of("learning", learning, LEARNING_RULES)
         self.k_init = validation.positive_int("k", k)
         self.n_chains = validation.positive_int("n_chains", n_chains)
+        self.n_temperatures = validation.positive_int("n_temperatures", n_temperatures)
+        self.min_beta = validation.non_negative_float("min_beta", min_beta)
+        if self.min_beta >= 1:
+            raise ValueError(
+                f"Invalid value received for argument `min_beta`. Expected a float in "
+                f"[0, 1). Received: min_beta={min_beta!r}"
+            )
         self.sample_visible = bool(sample_visible)
         self.sample_hidden = bool(sample_hidden)
         self.l2 = validation.non_negative_float("l2", l2)
@@ -145,12 +165,20 @@ class RBM(EnergyModel):
         hid_seed = None if seed is None else seed + 2
         self.visible_layer = units_lib.get(visible, self.n_visible, vis_seed, name="visible")
         self.hidden_layer = units_lib.get(hidden, self.n_hidden, hid_seed, name="hidden")
+        if self.learning == "pt":
+            for side, layer in (("visible", self.visible_layer), ("hidden", self.hidden_layer)):
+                if type(layer) not in TEMPERABLE_UNITS:
+                    raise ValueError(
+                        f"Expected {side} units of a type parallel tempering supports "
+                        f"({', '.join(t.__name__ for t in TEMPERABLE_UNITS)}) with "
+                        f"learning='pt'. Received: {side}={type(layer).__name__}")
         self.seed_generator = keras.random.SeedGenerator(seed, name="rbm_seed_generator")
         self.sampling_seed_generator = keras.random.SeedGenerator(
             0 if seed is None else seed, name="sampling_seed_generator")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_error")
         self.free_energy_tracker = keras.metrics.Mean(name="free_energy")
         self.pll_tracker = keras.metrics.Mean(name="pseudo_log_likelihood")
+        self.swap_tracker = keras.metrics.Mean(name="swap_rate")
         self.build((None, self.n_visible))
 
     def build(self, input_shape=None):
@@ -172,9 +200,10 @@ class RBM(EnergyModel):
         self.hidden_activity = self.add_weight(
             shape=(self.n_hidden,), initializer=keras.initializers.Constant(self.sparsity_target),
             trainable=False, name="hidden_activity")
-        if self.learning == "pcd":
+        if self.learning in ("pcd", "pt"):
+            # PT: temperature-major, rows [t n_chains, (t + 1) n_chains) at betas[t].
             self.persistent_chains = self.add_weight(
-                shape=(self.n_chains, self.n_visible), initializer="zeros", trainable=False,
+                shape=(self.n_chains * self._replicas_per_chain, self.n_visible), initializer="zeros", trainable=False,
                 name="persistent_chains")
         self._make_state()
         self.built = True
@@ -192,13 +221,24 @@ class RBM(EnergyModel):
             "dropout": self.dropout, "max_norm": self.max_norm,
             "weight_init_std": self.weight_init_std, "visible_copies": self.visible_copies,
             "hidden_copies": self.hidden_copies, "matmul_dtype": self.matmul_dtype,
+            "n_temperatures": self.n_temperatures, "min_beta": self.min_beta,
             "seed": self.seed,
         })
         return config
 
     @property
     def metrics(self):
-        return [self.reconstruction_tracker, self.free_energy_tracker, self.pll_tracker]
+        return [self.reconstruction_tracker, self.free_energy_tracker, self.pll_tracker,
+                self.swap_tracker]
+
+    @property
+    def _replicas_per_chain(self):
+        return self.n_temperatures if self.learning == "pt" else 1
+
+    @property
+    def betas(self):
+        """The inverse temperatures of a PT ladder, from 1 down to `min_beta`."""
+        return np.linspace(1.0, self.min_beta, self.n_temperatures).astype("float32")
 
     # Conditionals ----------------------------------------------------------------
 
@@ -362,11 +402,16 @@ class RBM(EnergyModel):
             chains = self._chain_share(tf.convert_to_tensor(self.persistent_chains))
             v_neg, _, a_neg = self._gibbs(chains, self.hidden_input(chains), self.k, seed)
             recon, _ = self._visible_step(self._hidden_state(a0, seed), seed)
+            new_chains = v_neg
+        elif self.learning == "pt":
+            v_neg, a_neg, new_chains = self._tempered_negative_phase(seed)
+            recon, _ = self._visible_step(self._hidden_state(a0, seed), seed)
         else:
             h_first = self._hidden_state(a0, seed)
             recon, v1 = self._visible_step(h_first, seed)
             a1 = self.hidden_input(v1)
             v_neg, _, a_neg = self._gibbs(v1, a1, self.k - 1, seed)
+            new_chains = v_neg
         h_neg = self.hidden_layer.mean(a_neg)
 
         grad_w, unit_grads = self._statistic_grads(v0, h0, v_neg, h_neg)
@@ -402,12 +447,96 @@ class RBM(EnergyModel):
                 self.hidden_activity.assign(activity)
             if self.learning == "pcd":
                 self.persistent_chains.assign(chains)
+            elif self.learning == "pt":
+                self.persistent_chains.assign(self._from_ladders(chains))
 
         self._apply_if_finite(grads, variables, [h0, h_neg, v_neg], after_update,
                               grad_bounds={id(self.kernel): bound * self.n_visible * self.n_hidden},
-                              state=[activity, v_neg], merge=["mean", "concat"])
+                              state=[activity, new_chains], merge=["mean", "concat"])
         self.reconstruction_tracker.update_state(tf.reduce_mean(tf.square(v0 - recon), -1))
-        return {"reconstruction_error": self.reconstruction_tracker.result()}
+        logs = {"reconstruction_error": self.reconstruction_tracker.result()}
+        if self.learning == "pt":
+            logs["swap_rate"] = self.swap_tracker.result()
+        return logs
+
+    # Parallel tempering ------------------------------------------------------------
+
+    def _to_ladders(self, chains):
+        """Temperature-major rows ``(T n, V)`` -> one row per ladder ``(n, T V)``."""
+        t, v = self.n_temperatures, self.n_visible
+        return tf.reshape(tf.transpose(tf.reshape(chains, (t, -1, v)), (1, 0, 2)), (-1, t * v))
+
+    def _from_ladders(self, ladders):
+        t, v = self.n_temperatures, self.n_visible
+        return tf.reshape(tf.transpose(tf.reshape(ladders, (-1, t, v)), (1, 0, 2)), (-1, v))
+
+    def _tempered(self, layer, inputs, beta):
+        """The input that makes `layer` sample ``exp(-beta E)``: ``beta (in + b) - b``."""
+        return beta * inputs + layer.bias_as_input((beta - 1.0) * layer.b(inputs))
+
+    def _tempered_free_energy(self, v, a, beta):
+        """``F_beta(v) = beta E_v(v) - log sum_h exp(beta (a + c) . h)`` per row."""
+        return (beta[:, 0] * self.visible_layer.energy(v)
+                - self.hidden_layer.log_partition(self._tempered(self.hidden_layer, a, beta)))
+
+    def _tempered_negative_phase(self, seed):
+        """`k` tempered Gibbs sweeps of this replica's ladders, each followed by a round
+        of replica swaps. Returns the ``beta = 1`` states, their hidden input, and the
+        ladders as rows ``(n, T V)`` to store."""
+        t_count, n_vis = self.n_temperatures, self.n_visible
+        ladders = self._chain_share(self._to_ladders(tf.convert_to_tensor(
+            self.persistent_chains)))
+        v = tf.reshape(ladders, (-1, n_vis))                      # row i T + t
+        m = ladders.shape[0] if ladders.shape[0] is not None else tf.shape(ladders)[0]
+        betas = tf.constant(self.betas)
+        beta = tf.tile(betas, [m])[:, None]
+        beta_up = tf.tile(tf.concat([betas[1:], betas[-1:]], 0), [m])[:, None]
+        beta_down = tf.tile(tf.concat([betas[:1], betas[:-1]], 0), [m])[:, None]
+        position = tf.range(t_count - 1)
+        start = tf.cast(self.optimizer.iterations, "int32") * self.k
+
+        def swap(v, a, parity):
+            f_own = tf.reshape(self._tempered_free_energy(v, a, beta), (m, t_count))
+            f_up = tf.reshape(self._tempered_free_energy(v, a, beta_up), (m, t_count))
+            f_down = tf.reshape(self._tempered_free_energy(v, a, beta_down), (m, t_count))
+            # Pair (t, t + 1): log of p_t(v_{t+1}) p_{t+1}(v_t) / (p_t(v_t) p_{t+1}(v_{t+1})).
+            log_r = (f_own[:, :-1] + f_own[:, 1:] - f_down[:, 1:] - f_up[:, :-1])
+            proposed = tf.broadcast_to(position % 2 == parity, tf.shape(log_r))
+            u = keras.random.uniform(tf.shape(log_r), seed=seed)
+            accept = proposed & (tf.math.log(u) < log_r)
+            none = tf.zeros((m, 1), bool)
+            take_next = tf.concat([accept, none], 1)[:, :, None]
+            take_prev = tf.concat([none, accept], 1)[:, :, None]
+
+            def exchange(x):
+                width = x.shape[-1]
+                x = tf.reshape(x, (m, t_count, width))
+                x = tf.where(take_next, tf.roll(x, -1, 1), tf.where(take_prev, tf.roll(x, 1, 1), x))
+                return tf.reshape(x, (m * t_count, width))
+
+            n_proposed = tf.reduce_sum(tf.cast(proposed, "float32"))
+            self.swap_tracker.update_state(
+                tf.reduce_sum(tf.cast(accept, "float32")) / tf.maximum(n_proposed, 1.0),
+                sample_weight=n_proposed)
+            return exchange(v), exchange(a)
+
+        def body(i, v, a):
+            h_in = self._tempered(self.hidden_layer, a, beta)
+            h = self.hidden_layer.sample(h_in, seed) if self.sample_hidden else \
+                self.hidden_layer.mean(h_in)
+            u_in = self._tempered(self.visible_layer, self.visible_input(h), beta)
+            v = (self.visible_layer.sample(u_in, seed) if self.sample_visible
+                 else self.visible_layer.mean(u_in))
+            a = self.hidden_input(v)
+            if t_count > 1:
+                v, a = swap(v, a, (start + i) % 2)
+            return i + 1, v, a
+
+        _, v, a = tf.while_loop(lambda i, *_: i < self.k, body,
+                                (tf.constant(0, "int32"), v, self.hidden_input(v)))
+        v3 = tf.reshape(v, (m, t_count, n_vis))
+        a3 = tf.reshape(a, (m, t_count, -1))
+        return v3[:, 0], a3[:, 0], tf.reshape(v3, (m, t_count * n_vis))
 
     def test_step(self, data):
         v = tf.cast(keras.utils.unpack_x_y_sample_weight(data)[0], self.kernel.dtype)
@@ -429,9 +558,10 @@ class RBM(EnergyModel):
 
     def _init_from_data(self, x):
         self.visible_layer.init_bias_from_data(x)
-        if self.learning == "pcd":
+        if self.learning in ("pcd", "pt"):
             rng = np.random.default_rng(self.seed)
-            self.persistent_chains.assign(x[rng.integers(0, len(x), self.n_chains)])
+            self.persistent_chains.assign(
+                x[rng.integers(0, len(x), self.n_chains * self._replicas_per_chain)])
 
     # Inference and sampling ----------------------------------------------------------
 
