@@ -87,6 +87,15 @@ def stochastic_run(strategy):
     out["rbm_finite"] = bool(all(np.isfinite(w.numpy()).all() for w in rbm.weights))
     out["rbm_shares_identical"] = bool(np.array_equal(chains[:10], chains[10:]))
     with strategy.scope():
+        pt = tb.RBM(64, 32, learning="pt", n_chains=10, n_temperatures=4, min_beta=0.4,
+                    sample_visible=True, seed=1)
+        pt.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.5))
+    pt.init_from_data(x)
+    hist = pt.fit(x, batch_size=BATCH, epochs=2, verbose=0)
+    out["pt_finite"] = bool(all(np.isfinite(w.numpy()).all() for w in pt.weights))
+    out["pt_chains_shape"] = list(pt.persistent_chains.shape)
+    out["pt_swap_rate"] = [float(v) for v in hist.history["swap_rate"]]
+    with strategy.scope():
         dbm = tb.DBM([64, 24, 12], n_chains=20, seed=1)
         dbm.compile(optimizer=keras.optimizers.SGD(0.02, momentum=0.5))
     hist = dbm.fit(x, batch_size=BATCH, epochs=2, verbose=0)

@@ -42,6 +42,12 @@ def test_sampled_models_train_under_strategy(report):
     assert all(v == v and 0 < v < 0.2 for v in report["rbm_recon"] + report["dbm_recon"])
 
 
+def test_parallel_tempering_trains_under_strategy(report):
+    # Each replica tempers its own share of the ladders (5 of 10, all 4 temperatures).
+    assert report["pt_finite"] and report["pt_chains_shape"] == [40, 64]
+    assert all(0 < v < 1 for v in report["pt_swap_rate"]), report["pt_swap_rate"]
+
+
 def test_replicas_draw_different_noise(report):
     # Both shares of the PCD chains started identical; with the replica id folded into
     # the seed they diverge.

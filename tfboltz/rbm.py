@@ -203,8 +203,8 @@ class RBM(EnergyModel):
         if self.learning in ("pcd", "pt"):
             # PT: temperature-major, rows [t n_chains, (t + 1) n_chains) at betas[t].
             self.persistent_chains = self.add_weight(
-                shape=(self.n_chains * self._replicas_per_chain, self.n_visible), initializer="zeros", trainable=False,
-                name="persistent_chains")
+                shape=(self.n_chains * self._replicas_per_chain, self.n_visible),
+                initializer="zeros", trainable=False, name="persistent_chains")
         self._make_state()
         self.built = True
 
@@ -549,7 +549,8 @@ class RBM(EnergyModel):
             self.pll_tracker.update_state(
                 self._pseudo_log_likelihood(v, a, f_v, self.seed_generator))
         return {m.name: m.result() for m in self.metrics
-                if m is not self.pll_tracker or self._binary_visible}
+                if m is not self.swap_tracker
+                and (m is not self.pll_tracker or self._binary_visible)}
 
     def _epoch_callbacks(self, monitor_rows, validation_rows):
         if monitor_rows is None:
