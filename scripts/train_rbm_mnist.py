@@ -82,12 +82,17 @@ def main(argv=None):
         converted = args.learning == "pt" and rbm.learning != "pt"
         if converted:
             rbm = to_parallel_tempering(rbm, args.n_temperatures, args.min_beta)
+            # PT logs one more column (swap_rate): start a new CSV rather than append
+            # rows that no longer match the old header.
+            if (args.out / "log.csv").exists():
+                (args.out / "log.csv").replace(args.out / "log.before_pt.csv")
             rbm.compile(optimizer=keras.optimizers.SGD(
                 args.lr, momentum=0.9, use_ema=args.ema is not None,
                 ema_momentum=args.ema or 0.99))
         elif args.learning is not None and args.learning != rbm.learning:
-            raise ValueError(f"Expected --learning {rbm.learning} or pt to resume "
-                             f"{ckpt}. Received: --learning {args.learning}")
+            allowed = f"{rbm.learning} or pt" if rbm.learning == "pcd" else rbm.learning
+            raise ValueError(f"Expected --learning {allowed} to resume {ckpt}. "
+                             f"Received: --learning {args.learning}")
         if args.k is not None:
             rbm.k.assign(args.k)
         if args.l2 is not None:
@@ -97,7 +102,7 @@ def main(argv=None):
                                                        ema_momentum=args.ema))
     else:
         learning = args.learning or "pcd"
-        rbm = tb.RBM(784, args.n_hidden, learning=learning, k=args.k or 1,
+        rbm = tb.RBM(x.shape[1], args.n_hidden, learning=learning, k=args.k or 1,
                      n_chains=args.n_chains, sample_visible=learning != "cd",
                      n_temperatures=args.n_temperatures, min_beta=args.min_beta,
                      l2=1e-4 if args.l2 is None else args.l2, sparsity_cost=args.sparsity_cost,
@@ -127,7 +132,9 @@ def main(argv=None):
             epochs=args.epochs, initial_epoch=done, validation_data=x_val[:2000], verbose=2,
             callbacks=[keras.callbacks.LearningRateScheduler(lr),
                        tb.callbacks.MomentumScheduler(lambda e: 0.5 if e < 5 else 0.9),
-                       keras.callbacks.CSVLogger(args.out / "log.csv", append=done > 0),
+                       keras.callbacks.CSVLogger(
+                           args.out / "log.csv",
+                           append=done > 0 and (args.out / "log.csv").exists()),
                        Save()])
     print(f"trained {args.epochs - done} epochs in {time.time() - t0:.0f} s")
     save(rbm, args.epochs)  # again: `fit` ends by swapping in the averaged weights (--ema)

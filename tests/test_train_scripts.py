@@ -56,3 +56,28 @@ def test_dbm_script_runs_its_finishing_phase_with_more_gibbs_sweeps(tmp_path, di
     assert json.loads((out / "state.json").read_text())["epochs_done"] == 4
     for a, b in zip(before, after.kernels):
         assert (a == b.numpy()).all()
+
+
+def test_rbm_script_turns_a_pcd_run_into_parallel_tempering(tmp_path, digits_as_mnist):
+    train = _script("train_rbm_mnist")
+    out = tmp_path / "rbm"
+    common = ["--n-hidden", "16", "--batch-size", "50", "--n-chains", "10", "--lr", "0.05",
+              "--out", str(out)]
+    train.main([*common, "--epochs", "2"])
+    pcd = keras.saving.load_model(out / "model.keras")
+    assert pcd.learning == "pcd" and pcd.l2 == pytest.approx(1e-4)
+    train.main([*common, "--epochs", "4", "--resume", "--learning", "pt", "--n-temperatures",
+                "3", "--min-beta", "0.6", "--l2", "0"])
+    pt = keras.saving.load_model(out / "model.keras")
+    assert pt.learning == "pt" and pt.n_temperatures == 3 and pt.l2 == 0.0
+    assert pt.persistent_chains.shape == (30, 64)
+    assert json.loads((out / "state.json").read_text())["epochs_done"] == 4
+    # The PCD epochs' log is kept aside; the PT log has its own header with swap_rate.
+    with open(out / "log.before_pt.csv") as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1]
+    with open(out / "log.csv") as f:
+        log = list(csv.DictReader(f))
+    assert [int(row["epoch"]) for row in log] == [2, 3]
+    assert all(0 < float(row["swap_rate"]) <= 1 for row in log)
+    with pytest.raises(ValueError, match="Expected --learning pt to resume"):
+        train.main([*common, "--epochs", "5", "--resume", "--learning", "cd"])
