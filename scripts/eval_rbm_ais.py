@@ -27,6 +27,8 @@ def main(argv=None):
     p.add_argument("--n-chains", type=int, default=100)
     p.add_argument("--n-betas", type=int, default=20000)
     p.add_argument("--runs", type=int, default=1, help="independent AIS runs (seeds 0..)")
+    p.add_argument("--n-steps", type=int, default=1,
+                   help="Gibbs sweeps at each intermediate temperature (default 1)")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
     rbm = keras.saving.load_model(args.model)
@@ -38,7 +40,7 @@ def main(argv=None):
     for seed in range(args.runs):
         t0 = time.time()
         est = tb.ais.log_partition(rbm, n_chains=args.n_chains, n_betas=args.n_betas, seed=seed,
-                                   data=x_train)
+                                   data=x_train, n_steps=args.n_steps)
         res = {
             "seed": seed, "log_z": est.log_z, "log_z_low": est.log_z_low,
             "log_z_high": est.log_z_high, "seconds": time.time() - t0,
@@ -52,7 +54,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "n_chains": args.n_chains, "n_betas": args.n_betas,
-                       "runs": results}, f, indent=2)
+                       "n_steps": args.n_steps, "runs": results}, f, indent=2)
 
 
 if __name__ == "__main__":

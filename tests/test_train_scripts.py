@@ -81,3 +81,20 @@ def test_rbm_script_turns_a_pcd_run_into_parallel_tempering(tmp_path, digits_as_
     assert all(0 < float(row["swap_rate"]) <= 1 for row in log)
     with pytest.raises(ValueError, match="Expected --learning pt to resume"):
         train.main([*common, "--epochs", "5", "--resume", "--learning", "cd"])
+
+
+def test_rbm_ais_script_reports_its_sweeps(tmp_path, digits_as_mnist):
+    x = (digits_as_mnist[:200] > 0.5).astype("float32")
+    rbm = tb.RBM(64, 8, learning="pcd", n_chains=10, sample_visible=True, seed=0)
+    rbm.compile(optimizer=keras.optimizers.SGD(0.05))
+    rbm.fit(x, batch_size=50, epochs=1, verbose=0)
+    rbm.save(tmp_path / "rbm.keras")
+    out = tmp_path / "ais.json"
+    _script("eval_rbm_ais").main([str(tmp_path / "rbm.keras"), "--n-betas", "300",
+                                  "--n-chains", "20", "--n-steps", "2", "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert report["n_steps"] == 2 and len(report["runs"]) == 1
+    run = report["runs"][0]
+    exact = tb.ais.exact_log_partition(rbm)
+    assert abs(run["log_z"] - exact) < 0.5, (run["log_z"], exact)
+    assert run["log_z_low"] <= run["log_z"] <= run["log_z_high"]
