@@ -27,6 +27,62 @@ def matmul(a, b, dtype=None, **kwargs):
     return tf.cast(tf.matmul(tf.cast(a, dtype), tf.cast(b, dtype), **kwargs), a.dtype)
 
 
+def to_ladders(chains, n_temperatures):
+    """Temperature-major chain rows ``(T n, w)`` -> one row per ladder ``(n, T w)``.
+
+    Parallel tempering stores replica ``t`` of ladder ``j`` in row ``t n + j`` (so the
+    first `n` rows are the chains at temperature 1); a replica's share of the ladders
+    under a distribution strategy is then a block of rows of this view.
+    """
+    width = chains.shape[-1]
+    return tf.reshape(tf.transpose(tf.reshape(chains, (n_temperatures, -1, width)), (1, 0, 2)),
+                      (-1, n_temperatures * width))
+
+
+def from_ladders(ladders, n_temperatures, width):
+    """The inverse of `to_ladders`."""
+    return tf.reshape(tf.transpose(tf.reshape(ladders, (-1, n_temperatures, width)), (1, 0, 2)),
+                      (-1, width))
+
+
+def swap_replicas(log_r, tensors, parity, seed):
+    """One round of replica exchange between neighbouring temperatures.
+
+    Args:
+        log_r: ``(m, T - 1)`` log Metropolis ratios of swapping replicas ``t`` and
+            ``t + 1`` of each of `m` ladders.
+        tensors: per-replica states, each ``(m T, width)`` with row ``i T + t``.
+        parity: pairs ``(t, t + 1)`` with ``t % 2 == parity`` are proposed (disjoint
+            pairs, alternated between rounds).
+        seed: seed generator for the acceptance draws.
+
+    Returns:
+        The exchanged `tensors`, and the numbers of accepted and proposed swaps.
+    """
+    pairs = log_r.shape[1]
+    m = log_r.shape[0] if log_r.shape[0] is not None else tf.shape(log_r)[0]
+    proposed = tf.broadcast_to(tf.range(pairs) % 2 == parity, tf.shape(log_r))
+    u = keras.random.uniform(tf.shape(log_r), seed=seed)
+    accept = proposed & (tf.math.log(u) < log_r)
+    none = tf.zeros((m, 1), bool)
+    take_next = tf.concat([accept, none], 1)[:, :, None]
+    take_prev = tf.concat([none, accept], 1)[:, :, None]
+
+    def exchange(x):
+        width = x.shape[-1]
+        x = tf.reshape(x, (m, pairs + 1, width))
+        x = tf.where(take_next, tf.roll(x, -1, 1), tf.where(take_prev, tf.roll(x, 1, 1), x))
+        return tf.reshape(x, (m * (pairs + 1), width))
+
+    return ([exchange(x) for x in tensors], tf.reduce_sum(tf.cast(accept, "float32")),
+            tf.reduce_sum(tf.cast(proposed, "float32")))
+
+
+def tempered_input(layer, inputs, beta):
+    """The input that makes `layer` sample ``exp(-beta E)``: ``beta (in + b) - b``."""
+    return beta * inputs + layer.bias_as_input((beta - 1.0) * layer.b(inputs))
+
+
 class TrainingDivergedError(FloatingPointError):
     """Raised by `fit` when the statistics or the update stop being finite."""
 

@@ -6,7 +6,15 @@ import tensorflow as tf
 
 from tfboltz import units as units_lib
 from tfboltz import validation
-from tfboltz.base import MATMUL_DTYPES, EnergyModel, matmul
+from tfboltz.base import (
+    MATMUL_DTYPES,
+    EnergyModel,
+    from_ladders,
+    matmul,
+    swap_replicas,
+    tempered_input,
+    to_ladders,
+)
 
 LEARNING_RULES = ("cd", "pcd", "pt")
 #: Unit types whose tempered conditionals parallel tempering can draw from.
@@ -448,7 +456,8 @@ class RBM(EnergyModel):
             if self.learning == "pcd":
                 self.persistent_chains.assign(chains)
             elif self.learning == "pt":
-                self.persistent_chains.assign(self._from_ladders(chains))
+                self.persistent_chains.assign(
+                    from_ladders(chains, self.n_temperatures, self.n_visible))
 
         self._apply_if_finite(grads, variables, [h0, h_neg, v_neg], after_update,
                               grad_bounds={id(self.kernel): bound * self.n_visible * self.n_hidden},
@@ -461,38 +470,24 @@ class RBM(EnergyModel):
 
     # Parallel tempering ------------------------------------------------------------
 
-    def _to_ladders(self, chains):
-        """Temperature-major rows ``(T n, V)`` -> one row per ladder ``(n, T V)``."""
-        t, v = self.n_temperatures, self.n_visible
-        return tf.reshape(tf.transpose(tf.reshape(chains, (t, -1, v)), (1, 0, 2)), (-1, t * v))
-
-    def _from_ladders(self, ladders):
-        t, v = self.n_temperatures, self.n_visible
-        return tf.reshape(tf.transpose(tf.reshape(ladders, (-1, t, v)), (1, 0, 2)), (-1, v))
-
-    def _tempered(self, layer, inputs, beta):
-        """The input that makes `layer` sample ``exp(-beta E)``: ``beta (in + b) - b``."""
-        return beta * inputs + layer.bias_as_input((beta - 1.0) * layer.b(inputs))
-
     def _tempered_free_energy(self, v, a, beta):
         """``F_beta(v) = beta E_v(v) - log sum_h exp(beta (a + c) . h)`` per row."""
         return (beta[:, 0] * self.visible_layer.energy(v)
-                - self.hidden_layer.log_partition(self._tempered(self.hidden_layer, a, beta)))
+                - self.hidden_layer.log_partition(tempered_input(self.hidden_layer, a, beta)))
 
     def _tempered_negative_phase(self, seed):
         """`k` tempered Gibbs sweeps of this replica's ladders, each followed by a round
         of replica swaps. Returns the ``beta = 1`` states, their hidden input, and the
         ladders as rows ``(n, T V)`` to store."""
         t_count, n_vis = self.n_temperatures, self.n_visible
-        ladders = self._chain_share(self._to_ladders(tf.convert_to_tensor(
-            self.persistent_chains)))
+        ladders = self._chain_share(to_ladders(tf.convert_to_tensor(self.persistent_chains),
+                                               t_count))
         v = tf.reshape(ladders, (-1, n_vis))                      # row i T + t
         m = ladders.shape[0] if ladders.shape[0] is not None else tf.shape(ladders)[0]
         betas = tf.constant(self.betas)
         beta = tf.tile(betas, [m])[:, None]
         beta_up = tf.tile(tf.concat([betas[1:], betas[-1:]], 0), [m])[:, None]
         beta_down = tf.tile(tf.concat([betas[:1], betas[:-1]], 0), [m])[:, None]
-        position = tf.range(t_count - 1)
         start = tf.cast(self.optimizer.iterations, "int32") * self.k
 
         def swap(v, a, parity):
@@ -501,30 +496,16 @@ class RBM(EnergyModel):
             f_down = tf.reshape(self._tempered_free_energy(v, a, beta_down), (m, t_count))
             # Pair (t, t + 1): log of p_t(v_{t+1}) p_{t+1}(v_t) / (p_t(v_t) p_{t+1}(v_{t+1})).
             log_r = (f_own[:, :-1] + f_own[:, 1:] - f_down[:, 1:] - f_up[:, :-1])
-            proposed = tf.broadcast_to(position % 2 == parity, tf.shape(log_r))
-            u = keras.random.uniform(tf.shape(log_r), seed=seed)
-            accept = proposed & (tf.math.log(u) < log_r)
-            none = tf.zeros((m, 1), bool)
-            take_next = tf.concat([accept, none], 1)[:, :, None]
-            take_prev = tf.concat([none, accept], 1)[:, :, None]
-
-            def exchange(x):
-                width = x.shape[-1]
-                x = tf.reshape(x, (m, t_count, width))
-                x = tf.where(take_next, tf.roll(x, -1, 1), tf.where(take_prev, tf.roll(x, 1, 1), x))
-                return tf.reshape(x, (m * t_count, width))
-
-            n_proposed = tf.reduce_sum(tf.cast(proposed, "float32"))
-            self.swap_tracker.update_state(
-                tf.reduce_sum(tf.cast(accept, "float32")) / tf.maximum(n_proposed, 1.0),
-                sample_weight=n_proposed)
-            return exchange(v), exchange(a)
+            (v, a), accepted, proposed = swap_replicas(log_r, [v, a], parity, seed)
+            self.swap_tracker.update_state(accepted / tf.maximum(proposed, 1.0),
+                                           sample_weight=proposed)
+            return v, a
 
         def body(i, v, a):
-            h_in = self._tempered(self.hidden_layer, a, beta)
+            h_in = tempered_input(self.hidden_layer, a, beta)
             h = self.hidden_layer.sample(h_in, seed) if self.sample_hidden else \
                 self.hidden_layer.mean(h_in)
-            u_in = self._tempered(self.visible_layer, self.visible_input(h), beta)
+            u_in = tempered_input(self.visible_layer, self.visible_input(h), beta)
             v = (self.visible_layer.sample(u_in, seed) if self.sample_visible
                  else self.visible_layer.mean(u_in))
             a = self.hidden_input(v)
