@@ -102,6 +102,13 @@ def stochastic_run(strategy):
     out["dbm_recon"] = [float(v) for v in hist.history["reconstruction_error"]]
     out["dbm_finite"] = bool(all(np.isfinite(w.numpy()).all() for w in dbm.weights))
     with strategy.scope():
+        dbm_pt = tb.DBM([64, 24, 12], n_chains=10, n_temperatures=3, seed=1)
+        dbm_pt.compile(optimizer=keras.optimizers.SGD(0.02, momentum=0.5))
+    hist = dbm_pt.fit(x, batch_size=BATCH, epochs=1, verbose=0)
+    out["dbm_pt_finite"] = bool(all(np.isfinite(w.numpy()).all() for w in dbm_pt.weights))
+    out["dbm_pt_particle_rows"] = [int(p.shape[0]) for p in dbm_pt.particles]
+    out["dbm_pt_swap_rate"] = [float(v) for v in hist.history["swap_rate"]]
+    with strategy.scope():
         dbn = tb.DBN([64, 24, 32], n_labels=10, seed=1)
     tb.pretrain_dbn(dbn, x, y, epochs=1, batch_size=BATCH, verbose=0)
     before = dbn.rec_kernels[0].numpy()

@@ -46,6 +46,8 @@ def test_parallel_tempering_trains_under_strategy(report):
     # Each replica tempers its own share of the ladders (5 of 10, all 4 temperatures).
     assert report["pt_finite"] and report["pt_chains_shape"] == [40, 64]
     assert all(0 < v < 1 for v in report["pt_swap_rate"]), report["pt_swap_rate"]
+    assert report["dbm_pt_finite"] and report["dbm_pt_particle_rows"] == [30, 30, 30]
+    assert all(0 < v < 1 for v in report["dbm_pt_swap_rate"]), report["dbm_pt_swap_rate"]
 
 
 def test_replicas_draw_different_noise(report):

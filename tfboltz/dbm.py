@@ -6,7 +6,15 @@ import tensorflow as tf
 
 from tfboltz import units as units_lib
 from tfboltz import validation
-from tfboltz.base import MATMUL_DTYPES, EnergyModel, matmul
+from tfboltz.base import (
+    MATMUL_DTYPES,
+    EnergyModel,
+    from_ladders,
+    matmul,
+    swap_replicas,
+    tempered_input,
+    to_ladders,
+)
 
 VISIBLE_TYPES = (units_lib.BernoulliUnits, units_lib.GaussianUnits)
 TOP_TYPES = (units_lib.BernoulliUnits, units_lib.SoftmaxUnits)
@@ -117,13 +125,22 @@ class DBM(EnergyModel):
             device).
         matmul_dtype: "float32", or "bfloat16" / "float16" to run the matrix
             products in that dtype, everything else in float32 (see `RBM`).
+        n_temperatures: more than 1 runs the particles with parallel tempering (as
+            `RBM`'s ``learning="pt"``; Bernoulli and softmax layers, sampled particles):
+            each particle is a ladder of replicas at inverse temperatures evenly
+            spaced from 1 to `min_beta`, neighbours swap their whole states (every
+            layer) by the Metropolis rule on the joint energy after every sweep, and
+            the statistics come from the replicas at temperature 1 (`swap_rate` is
+            logged).
+        min_beta: the lowest inverse temperature of a ladder, in [0, 1).
         seed: int seed.
     """
 
     def __init__(self, layer_sizes, visible="bernoulli", top="bernoulli", n_chains=100, k=1,
                  n_mean_field=10, mean_field_tol=1e-5, l2=0.0, max_norm=None,
                  sparsity_target=0.1, sparsity_cost=0.0, weight_init_std=0.01,
-                 sample_particles=True, matmul_dtype="float32", seed=None, **kwargs):
+                 sample_particles=True, matmul_dtype="float32", n_temperatures=1,
+                 min_beta=0.5, seed=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(layer_sizes, (list, tuple)) or len(layer_sizes) < 3:
             raise ValueError(
@@ -134,6 +151,16 @@ class DBM(EnergyModel):
         self.n_chains = validation.positive_int("n_chains", n_chains)
         self.k = validation.positive_int("k", k)
         self.sample_particles = bool(sample_particles)
+        self.n_temperatures = validation.positive_int("n_temperatures", n_temperatures)
+        self.min_beta = validation.non_negative_float("min_beta", min_beta)
+        if self.min_beta >= 1:
+            raise ValueError(
+                f"Invalid value received for argument `min_beta`. Expected a float in "
+                f"[0, 1). Received: min_beta={min_beta!r}")
+        if self.n_temperatures > 1 and not self.sample_particles:
+            raise ValueError(
+                "Expected sample_particles=True with parallel tempering (n_temperatures "
+                f"> 1). Received: sample_particles={sample_particles!r}")
         self.matmul_dtype = validation.one_of("matmul_dtype", matmul_dtype, MATMUL_DTYPES)
         self.n_mean_field = validation.positive_int("n_mean_field", n_mean_field)
         self.mean_field_tol = validation.non_negative_float("mean_field_tol", mean_field_tol)
@@ -153,6 +180,13 @@ class DBM(EnergyModel):
                     f"{' or '.join(t.__name__ for t in allowed)}; supported DBMs are "
                     "Bernoulli or Gaussian visible, Bernoulli hidden, Bernoulli or softmax "
                     f"top. Received: {type(layer).__name__}")
+        if self.n_temperatures > 1 and not all(
+                type(layer) in (units_lib.BernoulliUnits, units_lib.SoftmaxUnits)
+                for layer in layers):
+            raise ValueError(
+                "Expected Bernoulli or softmax layers with parallel tempering "
+                "(n_temperatures > 1). Received: "
+                f"{', '.join(type(layer).__name__ for layer in layers)}")
         self.unit_layers = layers
         self.seed_generator = keras.random.SeedGenerator(seed, name="dbm_seed_generator")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_error")
@@ -160,6 +194,7 @@ class DBM(EnergyModel):
         # Particle statistics: the mean state of each layer over the fantasy particles.
         self.particle_trackers = [keras.metrics.Mean(name=f"particles_mean_{i}")
                                   for i in range(len(self.layer_sizes))]
+        self.swap_tracker = keras.metrics.Mean(name="swap_rate")
         self.build((None, self.n_visible))
 
     @property
@@ -175,7 +210,9 @@ class DBM(EnergyModel):
         init = keras.initializers.RandomNormal(stddev=self.weight_init_std, seed=self.seed)
         self.kernels = [self.add_weight(shape=(a, b), initializer=init, name=f"kernel_{i + 1}")
                         for i, (a, b) in enumerate(zip(self.layer_sizes, self.layer_sizes[1:]))]
-        self.particles = [self.add_weight(shape=(self.n_chains, size), initializer="zeros",
+        # With tempering, temperature-major: the first `n_chains` rows at temperature 1.
+        rows = self.n_chains * self.n_temperatures
+        self.particles = [self.add_weight(shape=(rows, size), initializer="zeros",
                                           trainable=False, name=f"particles_{i}")
                           for i, size in enumerate(self.layer_sizes)]
         self._make_state()
@@ -191,14 +228,20 @@ class DBM(EnergyModel):
             "mean_field_tol": self.mean_field_tol, "l2": self.l2, "max_norm": self.max_norm,
             "sparsity_target": self.sparsity_target, "sparsity_cost": self.sparsity_cost,
             "weight_init_std": self.weight_init_std, "sample_particles": self.sample_particles,
-            "matmul_dtype": self.matmul_dtype, "seed": self.seed,
+            "matmul_dtype": self.matmul_dtype, "n_temperatures": self.n_temperatures,
+            "min_beta": self.min_beta, "seed": self.seed,
         })
         return config
 
     @property
     def metrics(self):
         return [self.reconstruction_tracker, self.mean_field_steps_tracker,
-                *self.particle_trackers]
+                *self.particle_trackers, self.swap_tracker]
+
+    @property
+    def betas(self):
+        """The inverse temperatures of a tempering ladder, from 1 down to `min_beta`."""
+        return np.linspace(1.0, self.min_beta, self.n_temperatures).astype("float32")
 
     # Conditionals ------------------------------------------------------------------
 
@@ -269,7 +312,7 @@ class DBM(EnergyModel):
     def _init_particles(self, x):
         """Start the fantasy particles from random data rows and their bottom-up means."""
         rng = np.random.default_rng(self.seed)
-        v = x[rng.integers(0, len(x), self.n_chains)]
+        v = x[rng.integers(0, len(x), self.n_chains * self.n_temperatures)]
         means = self._initial_means(tf.constant(v))
         for var, m in zip(self.particles, means):
             var.assign(m)
@@ -278,9 +321,13 @@ class DBM(EnergyModel):
         v = tf.cast(keras.utils.unpack_x_y_sample_weight(data)[0], self.kernels[0].dtype)
         seed = self._step_seed(self.seed_generator)
         pos, steps = self._mean_field(v, self.n_mean_field, self.mean_field_tol)
-        neg = [self._chain_share(tf.convert_to_tensor(p)) for p in self.particles]
-        for _ in range(self.k):
-            neg = self._gibbs_sweep(neg, seed, means=not self.sample_particles)
+        if self.n_temperatures > 1:
+            neg, new_particles = self._tempered_negative_phase(seed)
+        else:
+            neg = [self._chain_share(tf.convert_to_tensor(p)) for p in self.particles]
+            for _ in range(self.k):
+                neg = self._gibbs_sweep(neg, seed, means=not self.sample_particles)
+            new_particles = neg
         n_pos = tf.cast(tf.shape(v)[0], v.dtype)
         n_neg = tf.cast(tf.shape(neg[0])[0], v.dtype)
         layers = self.unit_layers
@@ -311,17 +358,48 @@ class DBM(EnergyModel):
             if self.max_norm is not None:
                 for w in self.kernels:
                     self._clip_column_norms(w, self.max_norm)
-            for var, chains in zip(self.particles, state):
-                var.assign(chains)
+            for var, chains, size in zip(self.particles, state, self.layer_sizes):
+                var.assign(chains if self.n_temperatures == 1
+                           else from_ladders(chains, self.n_temperatures, size))
 
         self._apply_if_finite(grad_list, variables, [*pos[1:], *neg], after_update,
-                              state=neg, merge=["concat"] * len(neg))
+                              state=new_particles, merge=["concat"] * len(neg))
         recon = layers[0].mean(self.layer_input(pos, 0))
         self.reconstruction_tracker.update_state(tf.reduce_mean(tf.square(v - recon), -1))
         self.mean_field_steps_tracker.update_state(tf.cast(steps, v.dtype))
         for tracker, state in zip(self.particle_trackers, neg):
             tracker.update_state(tf.reduce_mean(state))
-        return {m.name: m.result() for m in self.metrics}
+        return {m.name: m.result() for m in self.metrics
+                if m is not self.swap_tracker or self.n_temperatures > 1}
+
+    def _tempered_negative_phase(self, seed):
+        """`k` sweeps of this replica's tempering ladders, each followed by a round of
+        swaps. Returns the temperature-1 states of each layer and the ladders as rows
+        ``(n, T size)`` to store."""
+        t_count = self.n_temperatures
+        ladders = [self._chain_share(to_ladders(tf.convert_to_tensor(p), t_count))
+                   for p in self.particles]
+        m = ladders[0].shape[0] if ladders[0].shape[0] is not None else tf.shape(ladders[0])[0]
+        states = [tf.reshape(x, (-1, size)) for x, size in zip(ladders, self.layer_sizes)]
+        betas = tf.constant(self.betas)
+        beta = tf.tile(betas, [m])[:, None]
+        start = tf.cast(self.optimizer.iterations, "int32") * self.k
+        for step in range(self.k):
+            for parity in (1, 0):
+                for i in range(parity, len(states), 2):
+                    layer = self.unit_layers[i]
+                    states[i] = layer.sample(
+                        tempered_input(layer, self.layer_input(states, i), beta), seed)
+            # log p_t(x_{t+1}) p_{t+1}(x_t) / (p_t(x_t) p_{t+1}(x_{t+1})) with
+            # p_beta(x) ~ exp(-beta E(x)): (beta_t - beta_{t+1}) (E(x_t) - E(x_{t+1})).
+            e = tf.reshape(self.energy(states), (m, t_count))
+            log_r = (betas[:-1] - betas[1:])[None, :] * (e[:, :-1] - e[:, 1:])
+            states, accepted, proposed = swap_replicas(log_r, states, (start + step) % 2, seed)
+            self.swap_tracker.update_state(accepted / tf.maximum(proposed, 1.0),
+                                           sample_weight=proposed)
+        neg = [tf.reshape(x, (m, t_count, size))[:, 0] for x, size in zip(states, self.layer_sizes)]
+        rows = [tf.reshape(x, (m, t_count * size)) for x, size in zip(states, self.layer_sizes)]
+        return neg, rows
 
     def test_step(self, data):
         v = tf.cast(keras.utils.unpack_x_y_sample_weight(data)[0], self.kernels[0].dtype)
