@@ -42,6 +42,10 @@ def parse_args(argv=None):
     p.add_argument("--n-mean-field", type=int, default=10)
     p.add_argument("--mean-field-tol", type=float, default=1e-4)
     p.add_argument("--l2", type=float, default=2e-4)
+    p.add_argument("--n-temperatures", type=int, default=1,
+                   help="more than 1: parallel tempering of the particles (new runs only)")
+    p.add_argument("--min-beta", type=float, default=0.5,
+                   help="lowest inverse temperature of the tempering ladders")
     p.add_argument("--finish-epochs", type=int, default=80,
                    help="epochs of the finishing phase after --epochs (0: none)")
     p.add_argument("--finish-k", type=int, default=5,
@@ -83,7 +87,8 @@ def main(argv=None):
                  "pretrain_seconds": None, "joint_seconds": 0.0}
         dbm = tb.DBM(args.layer_sizes, n_chains=args.n_chains, k=args.k,
                      n_mean_field=args.n_mean_field, mean_field_tol=args.mean_field_tol,
-                     l2=args.l2, seed=args.seed)
+                     l2=args.l2, n_temperatures=args.n_temperatures, min_beta=args.min_beta,
+                     seed=args.seed)
         x_bin = (np.random.default_rng(args.seed).random(x.shape) < x).astype("float32")
         t0 = time.time()
         epochs = args.pretrain_epochs

@@ -98,3 +98,16 @@ def test_rbm_ais_script_reports_its_sweeps(tmp_path, digits_as_mnist):
     exact = tb.ais.exact_log_partition(rbm)
     assert abs(run["log_z"] - exact) < 0.5, (run["log_z"], exact)
     assert run["log_z_low"] <= run["log_z"] <= run["log_z_high"]
+
+
+def test_dbm_script_tempers_its_particles(tmp_path, digits_as_mnist):
+    out = tmp_path / "dbm_pt"
+    _script("train_dbm_mnist").main([
+        "--layer-sizes", "64", "16", "16", "--pretrain-epochs", "1", "--epochs", "1",
+        "--batch-size", "50", "--n-chains", "10", "--n-temperatures", "3", "--min-beta", "0.6",
+        "--finish-epochs", "0", "--out", str(out)])
+    model = keras.saving.load_model(out / "model.keras")
+    assert model.n_temperatures == 3 and model.min_beta == pytest.approx(0.6)
+    assert [p.shape[0] for p in model.particles] == [30, 30, 30]
+    with open(out / "log.csv") as f:
+        assert 0 < float(next(csv.DictReader(f))["swap_rate"]) <= 1
