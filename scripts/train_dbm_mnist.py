@@ -46,6 +46,10 @@ def parse_args(argv=None):
                    help="more than 1: parallel tempering of the particles (new runs only)")
     p.add_argument("--min-beta", type=float, default=0.5,
                    help="lowest inverse temperature of the tempering ladders")
+    p.add_argument("--centering", action="store_true",
+                   help="learn with the centered gradient (new runs only)")
+    p.add_argument("--centering-rate", type=float, default=0.01,
+                   help="rate of the centering offsets' running averages")
     p.add_argument("--finish-epochs", type=int, default=80,
                    help="epochs of the finishing phase after --epochs (0: none)")
     p.add_argument("--finish-k", type=int, default=5,
@@ -88,6 +92,7 @@ def main(argv=None):
         dbm = tb.DBM(args.layer_sizes, n_chains=args.n_chains, k=args.k,
                      n_mean_field=args.n_mean_field, mean_field_tol=args.mean_field_tol,
                      l2=args.l2, n_temperatures=args.n_temperatures, min_beta=args.min_beta,
+                     centering=args.centering, centering_rate=args.centering_rate,
                      seed=args.seed)
         x_bin = (np.random.default_rng(args.seed).random(x.shape) < x).astype("float32")
         t0 = time.time()

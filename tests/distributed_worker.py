@@ -39,6 +39,10 @@ def builders():
                                    sparsity_cost=0.1, seed=0), x, None),
         "dbm": (lambda: tb.DBM([64, 16, 8], n_chains=10, sample_particles=False,
                                n_mean_field=5, l2=1e-3, seed=0), x, None),
+        # offsets move by the replicas' mean of their batch means
+        "dbm_centered": (lambda: tb.DBM([64, 16, 8], n_chains=10, sample_particles=False,
+                                        n_mean_field=5, centering=True, centering_rate=0.5,
+                                        seed=0), x, None),
         "sequential": (lambda: tb.RBM(64, 16, seed=0).to_sequential(10), x, y),
     }
 

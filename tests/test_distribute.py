@@ -26,7 +26,7 @@ def test_two_replicas(report):
     assert report["replicas"] == 2
 
 
-@pytest.mark.parametrize("name", ["rbm_cd", "rbm_pcd", "dbm", "sequential"])
+@pytest.mark.parametrize("name", ["rbm_cd", "rbm_pcd", "dbm", "dbm_centered", "sequential"])
 def test_first_update_equals_single_device(report, name):
     # Deterministic configurations (mean-field states), one global batch of 40 rows,
     # SGD with momentum: the mean of the two replicas' gradients is the single-device

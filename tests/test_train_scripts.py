@@ -111,3 +111,18 @@ def test_dbm_script_tempers_its_particles(tmp_path, digits_as_mnist):
     assert [p.shape[0] for p in model.particles] == [30, 30, 30]
     with open(out / "log.csv") as f:
         assert 0 < float(next(csv.DictReader(f))["swap_rate"]) <= 1
+
+
+def test_dbm_script_centers(tmp_path, digits_as_mnist):
+    out = tmp_path / "dbm_centered"
+    _script("train_dbm_mnist").main([
+        "--layer-sizes", "64", "16", "16", "--pretrain-epochs", "1", "--epochs", "2",
+        "--batch-size", "50", "--n-chains", "10", "--centering", "--centering-rate", "0.05",
+        "--finish-epochs", "0", "--out", str(out)])
+    model = keras.saving.load_model(out / "model.keras")
+    assert model.centering and model.centering_rate == pytest.approx(0.05)
+    offsets = [o.numpy() for o in model.offsets]
+    assert [len(o) for o in offsets] == [64, 16, 16]
+    # pixel means (the digits' border pixels are always 0), hidden means inside (0, 1)
+    assert ((offsets[0] >= 0) & (offsets[0] <= 1)).all() and offsets[0].max() > 0.1
+    assert all(((o > 0) & (o < 1)).all() for o in offsets[1:])

@@ -133,6 +133,17 @@ class DBM(EnergyModel):
             the statistics come from the replicas at temperature 1 (`swap_rate` is
             logged).
         min_beta: the lowest inverse temperature of a ladder, in [0, 1).
+        centering: True learns with the centered gradient (Montavon & Mueller 2012;
+            Melchior, Fischer & Wiskott 2016), for Bernoulli and softmax layers:
+            the statistics of every weight are taken about per-layer offsets
+            ``mu_l`` (``<(x_l - mu_l)(x_l+1 - mu_l+1)>``) and each bias's gradient
+            is corrected by ``-g_W_l mu_l+1 - g_W_l-1^T mu_l-1``, which is the
+            centered DBM's update expressed in the ordinary parameters (the model
+            stays an ordinary DBM, so AIS, the ELBO and `to_sequential` see
+            nothing new). The offsets are running averages of each layer's mean
+            over the data's mean-field posteriors, started from the first particles'
+            bottom-up means and updated after every step with `centering_rate`.
+        centering_rate: the running average's rate, in (0, 1].
         seed: int seed.
     """
 
@@ -140,7 +151,7 @@ class DBM(EnergyModel):
                  n_mean_field=10, mean_field_tol=1e-5, l2=0.0, max_norm=None,
                  sparsity_target=0.1, sparsity_cost=0.0, weight_init_std=0.01,
                  sample_particles=True, matmul_dtype="float32", n_temperatures=1,
-                 min_beta=0.5, seed=None, **kwargs):
+                 min_beta=0.5, centering=False, centering_rate=0.01, seed=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(layer_sizes, (list, tuple)) or len(layer_sizes) < 3:
             raise ValueError(
@@ -187,6 +198,18 @@ class DBM(EnergyModel):
                 "Expected Bernoulli or softmax layers with parallel tempering "
                 "(n_temperatures > 1). Received: "
                 f"{', '.join(type(layer).__name__ for layer in layers)}")
+        self.centering = bool(centering)
+        self.centering_rate = validation.non_negative_float("centering_rate", centering_rate)
+        if not 0 < self.centering_rate <= 1:
+            raise ValueError(
+                "Invalid value received for argument `centering_rate`. Expected a float "
+                f"in (0, 1]. Received: centering_rate={centering_rate!r}")
+        if self.centering and not all(
+                type(layer) in (units_lib.BernoulliUnits, units_lib.SoftmaxUnits)
+                for layer in layers):
+            raise ValueError(
+                "Expected Bernoulli or softmax layers with centering=True. Received: "
+                f"{', '.join(type(layer).__name__ for layer in layers)}")
         self.unit_layers = layers
         self.seed_generator = keras.random.SeedGenerator(seed, name="dbm_seed_generator")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_error")
@@ -215,6 +238,10 @@ class DBM(EnergyModel):
         self.particles = [self.add_weight(shape=(rows, size), initializer="zeros",
                                           trainable=False, name=f"particles_{i}")
                           for i, size in enumerate(self.layer_sizes)]
+        # The centering offsets (only with centering: older files have none).
+        self.offsets = [self.add_weight(shape=(size,), initializer="zeros", trainable=False,
+                                        name=f"offset_{i}")
+                        for i, size in enumerate(self.layer_sizes)] if self.centering else []
         self._make_state()
         self.built = True
 
@@ -229,7 +256,8 @@ class DBM(EnergyModel):
             "sparsity_target": self.sparsity_target, "sparsity_cost": self.sparsity_cost,
             "weight_init_std": self.weight_init_std, "sample_particles": self.sample_particles,
             "matmul_dtype": self.matmul_dtype, "n_temperatures": self.n_temperatures,
-            "min_beta": self.min_beta, "seed": self.seed,
+            "min_beta": self.min_beta, "centering": self.centering,
+            "centering_rate": self.centering_rate, "seed": self.seed,
         })
         return config
 
@@ -316,6 +344,8 @@ class DBM(EnergyModel):
         means = self._initial_means(tf.constant(v))
         for var, m in zip(self.particles, means):
             var.assign(m)
+        for var, m in zip(self.offsets, means):
+            var.assign(tf.reduce_mean(m, 0))
 
     def train_step(self, data):
         v = tf.cast(keras.utils.unpack_x_y_sample_weight(data)[0], self.kernels[0].dtype)
@@ -331,20 +361,33 @@ class DBM(EnergyModel):
         n_pos = tf.cast(tf.shape(v)[0], v.dtype)
         n_neg = tf.cast(tf.shape(neg[0])[0], v.dtype)
         layers = self.unit_layers
+        # With centering, statistics about the offsets (zero otherwise).
+        mu = ([tf.convert_to_tensor(o) for o in self.offsets] if self.centering
+              else [0.0] * len(layers))
         grads = {}
         for i, w in enumerate(self.kernels):
             lo, hi = layers[i], layers[i + 1]
-            g = matmul(tf.concat([lo.scale(neg[i]), lo.scale(pos[i])], 0),
-                       tf.concat([hi.scale(neg[i + 1]) / n_neg,
-                                  -hi.scale(pos[i + 1]) / n_pos], 0), self.matmul_dtype,
-                       transpose_a=True)
-            grads[id(w)] = g + self.l2 * w if self.l2 else g
+            g = matmul(tf.concat([lo.scale(neg[i]), lo.scale(pos[i])], 0) - mu[i],
+                       tf.concat([(hi.scale(neg[i + 1]) - mu[i + 1]) / n_neg,
+                                  -(hi.scale(pos[i + 1]) - mu[i + 1]) / n_pos], 0),
+                       self.matmul_dtype, transpose_a=True)
+            grads[id(w)] = g
         unit_vars = [v_ for layer in layers for v_ in layer.trainable_weights]
         with tf.GradientTape() as tape:
             e = tf.add_n([tf.reduce_mean(layer.energy(p)) - tf.reduce_mean(layer.energy(q))
                           for layer, p, q in zip(layers, pos, neg)])
         for var, g in zip(unit_vars, tape.gradient(e, unit_vars, unconnected_gradients="zero")):
             grads[id(var)] = g
+        if self.centering:
+            # The centered update in ordinary parameters: b_l = b'_l - W_l mu_l+1 -
+            # W_l-1^T mu_l-1, so each bias also moves against its weights' step.
+            for i, w in enumerate(self.kernels):
+                g = grads[id(w)]
+                grads[id(layers[i].bias)] -= tf.linalg.matvec(g, mu[i + 1])
+                grads[id(layers[i + 1].bias)] -= tf.linalg.matvec(g, mu[i], transpose_a=True)
+        if self.l2:
+            for w in self.kernels:
+                grads[id(w)] += self.l2 * w
         if self.sparsity_cost:
             for i in range(1, len(layers)):
                 penalty = self.sparsity_cost * (tf.reduce_mean(pos[i], 0) - self.sparsity_target)
@@ -354,16 +397,22 @@ class DBM(EnergyModel):
         variables = self.trainable_variables
         grad_list = [grads[id(var)] for var in variables]
 
+        n_layers = len(layers)
+        batch_means = [tf.reduce_mean(p, 0) for p in pos] if self.centering else []
+
         def after_update(state):
             if self.max_norm is not None:
                 for w in self.kernels:
                     self._clip_column_norms(w, self.max_norm)
-            for var, chains, size in zip(self.particles, state, self.layer_sizes):
+            for var, m in zip(self.offsets, state[n_layers:]):
+                var.assign(var + self.centering_rate * (m - var))
+            for var, chains, size in zip(self.particles, state[:n_layers], self.layer_sizes):
                 var.assign(chains if self.n_temperatures == 1
                            else from_ladders(chains, self.n_temperatures, size))
 
         self._apply_if_finite(grad_list, variables, [*pos[1:], *neg], after_update,
-                              state=new_particles, merge=["concat"] * len(neg))
+                              state=[*new_particles, *batch_means],
+                              merge=["concat"] * n_layers + ["mean"] * len(batch_means))
         recon = layers[0].mean(self.layer_input(pos, 0))
         self.reconstruction_tracker.update_state(tf.reduce_mean(tf.square(v - recon), -1))
         self.mean_field_steps_tracker.update_state(tf.cast(steps, v.dtype))
