@@ -43,6 +43,9 @@ def parse_args(argv=None):
     p.add_argument("--n-train", type=int, default=60000)
     p.add_argument("--data", choices=["binarised", "grey"], default="binarised",
                    help="binarise each epoch afresh, or train on the grey levels")
+    p.add_argument("--centering", action="store_true",
+                   help="learn with the centered gradient (new runs only)")
+    p.add_argument("--centering-rate", type=float, default=0.01)
     p.add_argument("--sparsity-cost", type=float, default=0.0)
     p.add_argument("--sparsity-target", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
@@ -65,6 +68,8 @@ def to_parallel_tempering(rbm, n_temperatures, min_beta):
     out.visible_layer.bias.assign(rbm.visible_layer.bias)
     out.hidden_layer.bias.assign(rbm.hidden_layer.bias)
     out.persistent_chains.assign(np.tile(rbm.persistent_chains.numpy(), (n_temperatures, 1)))
+    for mine, theirs in zip(out.offsets, rbm.offsets):
+        mine.assign(theirs)
     return out
 
 
@@ -106,7 +111,8 @@ def main(argv=None):
                      n_chains=args.n_chains, sample_visible=learning != "cd",
                      n_temperatures=args.n_temperatures, min_beta=args.min_beta,
                      l2=1e-4 if args.l2 is None else args.l2, sparsity_cost=args.sparsity_cost,
-                     sparsity_target=args.sparsity_target, seed=args.seed)
+                     sparsity_target=args.sparsity_target, centering=args.centering,
+                     centering_rate=args.centering_rate, seed=args.seed)
         rbm.compile(optimizer=keras.optimizers.SGD(
             args.lr, momentum=0.5, use_ema=args.ema is not None, ema_momentum=args.ema or 0.99))
         rbm.init_from_data(x if args.data == "grey" else

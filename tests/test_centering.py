@@ -1,9 +1,9 @@
-"""Centered DBM learning (`tb.DBM(..., centering=True)`).
+"""Centered learning (`tb.DBM(..., centering=True)`, `tb.RBM(..., centering=True)`).
 
 The defining property of the centered gradient (Melchior, Fischer & Wiskott 2016):
 flipping every unit (x -> 1 - x) together with the offsets (mu -> 1 - mu) maps
 learning onto itself, so a DBM trained on flipped data from the flipped parameters
-stays the flip of the original after every update. Ordinary DBM learning lacks
+stays the flip of the original after every update. Ordinary learning lacks
 this symmetry, so the same check on it must fail; both are asserted. Deterministic
 steps (mean-field particles, enough mean-field iterations to reach the fixed point,
 plain SGD) make the comparison exact up to float32 rounding.
@@ -137,3 +137,81 @@ def test_offsets_start_from_data_and_round_trip(tmp_path):
 def test_bad_centering_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         tb.DBM(SIZES, **kwargs)
+
+
+# RBMs -----------------------------------------------------------------------------
+
+def _rbm(centering, learning):
+    rbm = tb.RBM(7, 5, learning=learning, n_chains=6, k=2, sample_visible=False,
+                 sample_hidden=False, centering=centering, centering_rate=0.1, seed=0)
+    rbm.compile(optimizer=keras.optimizers.SGD(0.2))
+    rbm.data_initialized.assign(True)
+    return rbm
+
+
+def _rbm_flip_gap(centering, learning):
+    rng = np.random.default_rng(5)
+    w = rng.normal(0, 0.6, (7, 5)).astype("f4")
+    b, c = rng.normal(0, 0.5, 7).astype("f4"), rng.normal(0, 0.5, 5).astype("f4")
+    chains = rng.uniform(0.05, 0.95, (6, 7)).astype("f4")
+    offsets = [rng.uniform(0.1, 0.9, n).astype("f4") for n in (7, 5)]
+    x = (rng.random((48, 7)) < rng.uniform(0.1, 0.6, 7)).astype("f4")
+
+    def setup(rbm, w, b, c, chains, offsets):
+        rbm.kernel.assign(w)
+        rbm.visible_layer.bias.assign(b)
+        rbm.hidden_layer.bias.assign(c)
+        if learning == "pcd":
+            rbm.persistent_chains.assign(chains)
+        for var, value in zip(rbm.offsets, offsets):
+            var.assign(value)
+
+    def flip(w, b, c):
+        return w, -b - w.sum(1), -c - w.sum(0)
+
+    a, f = _rbm(centering, learning), _rbm(centering, learning)
+    setup(a, w, b, c, chains, offsets)
+    setup(f, *flip(w, b, c), 1 - chains, [1 - o for o in offsets])
+    a.fit(x, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    f.fit(1 - x, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    params = [v.numpy() for v in (a.kernel, a.visible_layer.bias, a.hidden_layer.bias)]
+    expected = flip(*params)
+    got = [v.numpy() for v in (f.kernel, f.visible_layer.bias, f.hidden_layer.bias)]
+    if centering:
+        for o, g in zip(a.offsets, f.offsets):
+            np.testing.assert_allclose(g.numpy(), 1 - o.numpy(), atol=2e-6)
+    return max(np.abs(e - g).max() for e, g in zip(expected, got)), np.abs(params[0] - w).max()
+
+
+@pytest.mark.parametrize("learning", ["cd", "pcd"])
+def test_centered_rbm_learning_is_flip_invariant(learning):
+    gap, moved = _rbm_flip_gap(True, learning)
+    assert moved > 1e-2 and gap < 2e-5, (gap, moved)
+    gap, _ = _rbm_flip_gap(False, learning)
+    assert gap > 1e-3, gap
+
+
+def test_centered_rbm_offsets_round_trip(tmp_path):
+    x = (np.random.default_rng(0).random((64, 7)) < 0.25).astype("f4")
+    rbm = tb.RBM(7, 5, learning="pcd", n_chains=8, centering=True, seed=0)
+    rbm.compile(optimizer=keras.optimizers.SGD(0.05))
+    rbm.fit(x, batch_size=16, epochs=2, verbose=0)
+    visible, hidden = (o.numpy() for o in rbm.offsets)
+    assert np.abs(visible - x.mean(0)).max() < 0.05  # started from the data mean
+    assert ((hidden > 0) & (hidden < 1)).all()
+    rbm.save(tmp_path / "c.keras")
+    loaded = keras.saving.load_model(tmp_path / "c.keras")
+    assert loaded.centering
+    for a, b in zip(rbm.offsets, loaded.offsets):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert tb.RBM(7, 5).offsets == []
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(centering=True, visible="gaussian"), "Bernoulli or softmax units"),
+    (dict(centering=True, visible_copies=2), "visible_copies=1"),
+    (dict(centering=True, centering_rate=-0.1), "centering_rate"),
+])
+def test_bad_rbm_centering_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tb.RBM(7, 5, **kwargs)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 
 import tfboltz as tb
@@ -63,14 +64,19 @@ def test_rbm_script_turns_a_pcd_run_into_parallel_tempering(tmp_path, digits_as_
     out = tmp_path / "rbm"
     common = ["--n-hidden", "16", "--batch-size", "50", "--n-chains", "10", "--lr", "0.05",
               "--out", str(out)]
-    train.main([*common, "--epochs", "2"])
+    train.main([*common, "--epochs", "2", "--centering"])
     pcd = keras.saving.load_model(out / "model.keras")
-    assert pcd.learning == "pcd" and pcd.l2 == pytest.approx(1e-4)
+    assert pcd.learning == "pcd" and pcd.l2 == pytest.approx(1e-4) and pcd.centering
     train.main([*common, "--epochs", "4", "--resume", "--learning", "pt", "--n-temperatures",
                 "3", "--min-beta", "0.6", "--l2", "0"])
     pt = keras.saving.load_model(out / "model.keras")
     assert pt.learning == "pt" and pt.n_temperatures == 3 and pt.l2 == 0.0
     assert pt.persistent_chains.shape == (30, 64)
+    # The offsets carry over (started afresh from 0 they would have reached only
+    # 1 - 0.99^72 ~ half of the data's means in these 72 steps).
+    assert pt.centering
+    assert pcd.offsets[1].numpy().min() > 0.3
+    np.testing.assert_allclose(pt.offsets[1].numpy(), pcd.offsets[1].numpy(), atol=0.05)
     assert json.loads((out / "state.json").read_text())["epochs_done"] == 4
     # The PCD epochs' log is kept aside; the PT log has its own header with swap_rate.
     with open(out / "log.before_pt.csv") as f:

@@ -19,6 +19,8 @@ from tfboltz.base import (
 LEARNING_RULES = ("cd", "pcd", "pt")
 #: Unit types whose tempered conditionals parallel tempering can draw from.
 TEMPERABLE_UNITS = (units_lib.BernoulliUnits, units_lib.SoftmaxUnits)
+#: Data rows whose means start the centering offsets.
+CENTERING_INIT_ROWS = 5000
 
 
 class EpochMonitor(keras.callbacks.Callback):
@@ -117,6 +119,15 @@ class RBM(EnergyModel):
             Fast on accelerators with bfloat16/float16 units (and on CPUs with AMX or
             AVX512-BF16); it rounds the weights to 8 (bfloat16) or 11 (float16)
             significant bits in every product. AIS and exact log Z always use float32.
+        centering: True learns with the centered gradient (Montavon & Mueller 2012;
+            Melchior, Fischer & Wiskott 2016; Bernoulli and softmax units, no
+            copies): ``dW`` from ``(v - mu)`` and ``(h - lambda)``, each bias's
+            gradient corrected by ``-dW lambda`` (visible) or ``-dW^T mu``
+            (hidden): the centered RBM's update in the ordinary parameters, so
+            everything else sees an ordinary RBM. The offsets ``mu``, ``lambda``
+            are running averages of the data's visible means and hidden
+            probabilities, started from the data by the first `fit`.
+        centering_rate: the offsets' running-average rate, in (0, 1].
         seed: int seed; the same seed gives the same weights on the same device.
 
     Example:
@@ -131,7 +142,7 @@ class RBM(EnergyModel):
                  l2=0.0, l1=0.0, sparsity_target=0.1, sparsity_cost=0.0, sparsity_damping=0.9,
                  dropout=0.0, max_norm=None, weight_init_std=0.01, visible_copies=1,
                  hidden_copies=1, matmul_dtype="float32", n_temperatures=10, min_beta=0.5,
-                 seed=None, **kwargs):
+                 centering=False, centering_rate=0.01, seed=None, **kwargs):
         super().__init__(**kwargs)
         for name, value in (("visible_copies", visible_copies), ("hidden_copies", hidden_copies)):
             if value not in (1, 2) or isinstance(value, bool):
@@ -180,6 +191,22 @@ class RBM(EnergyModel):
                         f"Expected {side} units of a type parallel tempering supports "
                         f"({', '.join(t.__name__ for t in TEMPERABLE_UNITS)}) with "
                         f"learning='pt'. Received: {side}={type(layer).__name__}")
+        self.centering = bool(centering)
+        self.centering_rate = validation.non_negative_float("centering_rate", centering_rate)
+        if not 0 < self.centering_rate <= 1:
+            raise ValueError(
+                "Invalid value received for argument `centering_rate`. Expected a float "
+                f"in (0, 1]. Received: centering_rate={centering_rate!r}")
+        if self.centering and not (self.visible_layer.linear_bias
+                                   and self.hidden_layer.linear_bias):
+            raise ValueError(
+                "Expected Bernoulli or softmax units with centering=True. Received: "
+                f"visible={type(self.visible_layer).__name__}, "
+                f"hidden={type(self.hidden_layer).__name__}")
+        if self.centering and (self.visible_copies, self.hidden_copies) != (1, 1):
+            raise ValueError(
+                "Expected visible_copies=1 and hidden_copies=1 with centering=True. "
+                f"Received: visible_copies={visible_copies}, hidden_copies={hidden_copies}")
         self.seed_generator = keras.random.SeedGenerator(seed, name="rbm_seed_generator")
         self.sampling_seed_generator = keras.random.SeedGenerator(
             0 if seed is None else seed, name="sampling_seed_generator")
@@ -213,6 +240,11 @@ class RBM(EnergyModel):
             self.persistent_chains = self.add_weight(
                 shape=(self.n_chains * self._replicas_per_chain, self.n_visible),
                 initializer="zeros", trainable=False, name="persistent_chains")
+        # Centering offsets (visible, hidden); none without centering, as in older files.
+        self.offsets = [self.add_weight(shape=(n,), initializer="zeros", trainable=False,
+                                        name=f"{side}_offset")
+                        for side, n in (("visible", self.n_visible), ("hidden", self.n_hidden))
+                        ] if self.centering else []
         self._make_state()
         self.built = True
 
@@ -230,6 +262,7 @@ class RBM(EnergyModel):
             "weight_init_std": self.weight_init_std, "visible_copies": self.visible_copies,
             "hidden_copies": self.hidden_copies, "matmul_dtype": self.matmul_dtype,
             "n_temperatures": self.n_temperatures, "min_beta": self.min_beta,
+            "centering": self.centering, "centering_rate": self.centering_rate,
             "seed": self.seed,
         })
         return config
@@ -368,6 +401,9 @@ class RBM(EnergyModel):
         n_neg = tf.cast(tf.shape(v_neg)[0], v_neg.dtype)
         vs_pos, hs_pos = self.visible_layer.scale(v_pos), self.hidden_layer.scale(h_pos)
         vs_neg, hs_neg = self.visible_layer.scale(v_neg), self.hidden_layer.scale(h_neg)
+        if self.centering:
+            mu, lam = (tf.convert_to_tensor(o) for o in self.offsets)
+            vs_pos, vs_neg, hs_pos, hs_neg = vs_pos - mu, vs_neg - mu, hs_pos - lam, hs_neg - lam
         # One product of stacked statistics: the scaling falls on the small factors.
         grad_w = matmul(tf.concat([vs_neg, vs_pos], 0),
                         tf.concat([hs_neg / n_neg, -hs_pos / n_pos], 0), self.matmul_dtype,
@@ -378,6 +414,10 @@ class RBM(EnergyModel):
             unit_vars = [layer.bias for layer in layers]
             unit_grads = [tf.reduce_mean(neg, 0) - tf.reduce_mean(pos, 0)
                           for pos, neg in ((v_pos, v_neg), (h_pos, h_neg))]
+            if self.centering:
+                # b = b' - W lambda, c = c' - W^T mu: the biases follow the weights' step.
+                unit_grads[0] -= tf.linalg.matvec(grad_w, lam)
+                unit_grads[1] -= tf.linalg.matvec(grad_w, mu, transpose_a=True)
             return grad_w, dict(zip([id(u) for u in unit_vars], unit_grads))
         unit_vars = [*self.visible_layer.trainable_weights, *self.hidden_layer.trainable_weights]
         learned_scale = len(unit_vars) > 2
@@ -424,8 +464,9 @@ class RBM(EnergyModel):
 
         grad_w, unit_grads = self._statistic_grads(v0, h0, v_neg, h_neg)
         # |dW_ij| is at most this, from the small statistics alone (see _apply_if_finite).
-        bound = tf.add_n([tf.reduce_max(tf.abs(layer.scale(t)))
-                          * tf.reduce_max(tf.abs(self.hidden_layer.scale(h)))
+        mu, lam = (tf.convert_to_tensor(o) for o in self.offsets) if self.centering else (0., 0.)
+        bound = tf.add_n([tf.reduce_max(tf.abs(layer.scale(t) - mu))
+                          * tf.reduce_max(tf.abs(self.hidden_layer.scale(h) - lam))
                           for layer, t, h in ((self.visible_layer, v0, h0),
                                               (self.visible_layer, v_neg, h_neg))])
         if self.l2:
@@ -446,9 +487,13 @@ class RBM(EnergyModel):
         unit_grads[id(self.kernel)] = grad_w
         variables = self.trainable_variables
         grads = [unit_grads[id(v)] for v in variables]
+        batch_means = ([tf.reduce_mean(v0, 0), tf.reduce_mean(h0, 0)] if self.centering
+                       else [])
 
         def after_update(state):
-            activity, chains = state
+            activity, chains = state[:2]
+            for var, m in zip(self.offsets, state[2:]):
+                var.assign(var + self.centering_rate * (m - var))
             if self.max_norm is not None:
                 self._clip_column_norms(self.kernel, self.max_norm)
             if self.sparsity_cost:
@@ -461,7 +506,8 @@ class RBM(EnergyModel):
 
         self._apply_if_finite(grads, variables, [h0, h_neg, v_neg], after_update,
                               grad_bounds={id(self.kernel): bound * self.n_visible * self.n_hidden},
-                              state=[activity, new_chains], merge=["mean", "concat"])
+                              state=[activity, new_chains, *batch_means],
+                              merge=["mean", "concat"] + ["mean"] * len(batch_means))
         self.reconstruction_tracker.update_state(tf.reduce_mean(tf.square(v0 - recon), -1))
         logs = {"reconstruction_error": self.reconstruction_tracker.result()}
         if self.learning == "pt":
@@ -540,6 +586,11 @@ class RBM(EnergyModel):
 
     def _init_from_data(self, x):
         self.visible_layer.init_bias_from_data(x)
+        if self.centering:
+            rows = x[np.random.default_rng(self.seed).permutation(len(x))[:CENTERING_INIT_ROWS]]
+            self.offsets[0].assign(rows.mean(0))
+            self.offsets[1].assign(tf.reduce_mean(
+                self.hidden_layer.mean(self.hidden_input(tf.constant(rows))), 0))
         if self.learning in ("pcd", "pt"):
             rng = np.random.default_rng(self.seed)
             self.persistent_chains.assign(
