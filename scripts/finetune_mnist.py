@@ -4,7 +4,9 @@
 
 `model.to_sequential(10)` gives the classifier; for a DBM its first layer computes the
 mean-field-augmented input ``[v, q(h_2)]`` (frozen). Inputs are the grey-level pixels.
-The last 5,000 training images pick the epoch; the test set is scored once. The
+The last 5,000 training images pick the epoch (``--n-val 0``: none are held out, all
+60,000 are fitted for ``--epochs`` epochs and the last weights kept); the test set is
+scored once. The
 classifier is saved (``classifier.keras``), exported as a SavedModel, and the export is
 reloaded in a fresh process to check its predictions. See `tfboltz.experiments`.
 """
@@ -34,6 +36,9 @@ def main(argv=None):
                    help="dropout before each Dense layer: one rate, or one per Dense layer")
     p.add_argument("--n-train", type=int, default=None,
                    help="labelled rows (default: all 55,000 after the held-out 5,000)")
+    p.add_argument("--n-val", type=int, default=5000,
+                   help="training rows held out to pick the epoch; 0 fits all 60,000 "
+                        "for exactly --epochs epochs and keeps the last weights")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/dbm_clf"))
     args = p.parse_args(argv)
@@ -41,7 +46,7 @@ def main(argv=None):
     result = tb.experiments.finetune_mnist(
         model, args.out, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
         dropout=args.dropout[0] if len(args.dropout) == 1 else args.dropout,
-        n_train=args.n_train, seed=args.seed,
+        n_train=args.n_train, n_val=args.n_val, seed=args.seed,
         lr_schedule=args.lr_schedule)
     print(json.dumps({"model": args.model, **result}, indent=1))
 

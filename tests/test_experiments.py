@@ -75,7 +75,8 @@ def test_cli_eval_and_finetune_on_a_file(small_dbm, tmp_path, capsys):
                      "--json", str(tmp_path / "e.json")]) == 0
     assert "average test ELBO" in capsys.readouterr().out
     assert "test_elbo" in json.loads((tmp_path / "e.json").read_text())
-    assert cli.main(["finetune", str(path), "--epochs", "1", "--out", str(tmp_path / "ft")]) == 0
+    assert cli.main(["finetune", str(path), "--epochs", "1", "--n-val", "40",
+                     "--out", str(tmp_path / "ft")]) == 0
     assert "same labels = True" in capsys.readouterr().out
 
 
@@ -95,3 +96,19 @@ def test_cosine_schedule_runs_and_unknown_schedules_fail(small_dbm, tmp_path):
     assert clf is not None
     with pytest.raises(ValueError, match="lr_schedule"):
         experiments.finetune_mnist(small_dbm, tmp_path, epochs=1, lr_schedule="step")
+
+
+def test_no_held_out_rows_fits_every_row_and_keeps_the_last_epoch(small_dbm, tmp_path):
+    res = experiments.finetune_mnist(small_dbm, tmp_path, epochs=3, n_val=0, lr=1e-2,
+                                     batch_size=20, lr_schedule="cosine", verbose=0)
+    assert (res["n_train"], res["n_val"], res["best_epoch"]) == (400, 0, 3)
+    assert res["val_accuracy"] is None and res["savedmodel_same_labels"]
+    assert res["test_error_percent"] < 20
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="n_val"):
+            experiments.finetune_mnist(small_dbm, tmp_path / "bad", epochs=1, n_val=bad)
+    with pytest.raises(ValueError, match="held-out rows"):
+        experiments.finetune_mnist(small_dbm, tmp_path / "bad", epochs=1, n_val=400)
+    with pytest.raises(ValueError, match="held-out rows"):
+        experiments.finetune_mnist(small_dbm, tmp_path / "bad", epochs=1, n_train=1)
+    assert not (tmp_path / "bad").exists()  # refused before anything was written

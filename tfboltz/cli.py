@@ -86,6 +86,7 @@ def _finetune(args):
     model = _load(args.model)
     result = experiments.finetune_mnist(model, args.out, epochs=args.epochs, lr=args.lr,
                                         dropout=args.dropout, n_train=args.n_train,
+                                        n_val=args.n_val, lr_schedule=args.lr_schedule,
                                         seed=args.seed)
     print(f"test error {result['test_error_percent']:.2f}% (best epoch {result['best_epoch']} "
           f"of {args.epochs}); SavedModel {Path(args.out) / 'savedmodel'} reloaded in a fresh "
@@ -210,7 +211,11 @@ def build_parser():
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                   help="cosine: decay the learning rate to 0 over the run")
     p.add_argument("--n-train", type=int, default=None, help="labelled rows to use")
+    p.add_argument("--n-val", type=int, default=5000,
+                   help="rows held out to pick the epoch (0: fit every row, keep the last)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/finetune", help="output directory")
     p.set_defaults(func=_finetune)

@@ -102,10 +102,13 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         epochs: training epochs (the best on the held-out rows is kept).
         lr: Adam learning rate.
         dropout: dropout before each Dense layer (a rate, or one per Dense layer).
-        n_val: training rows held out to pick the epoch.
+        n_val: training rows held out to pick the epoch. 0 holds out nothing: every
+            labelled row is fitted for exactly `epochs` epochs and the last weights
+            are kept (for a recipe whose length was chosen on held-out rows before;
+            pair it with ``lr_schedule="cosine"``, which ends at a learning rate of 0).
         n_train: labelled rows to use, from the start of the training set (default:
-            all but the held-out rows); the held-out rows are then the next `n_val`
-            rows, or a tenth of `n_train` when that is smaller.
+            all of them, of which the last `n_val` are held out); when given, the
+            held-out rows are the last `n_val` of them or a tenth, whichever is smaller.
         seed: seed of the classifier's output layer and the data order.
         monitor: what picks the epoch on the held-out rows ("val_accuracy" or
             "val_loss", the finer choice when only a few rows are held out).
@@ -118,19 +121,25 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         A dict of figures (also written to ``result.json``).
     """
     epochs = validation.positive_int("epochs", epochs)
+    if isinstance(n_val, bool) or not isinstance(n_val, int) or n_val < 0:
+        raise ValueError("Invalid value received for argument `n_val`. Expected a "
+                         f"non-negative integer. Received: n_val={n_val!r}")
     monitor = validation.one_of("monitor", monitor, ("val_accuracy", "val_loss"))
     lr_schedule = validation.one_of("lr_schedule", lr_schedule, ("constant", "cosine"))
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
     x, y = data.load_mnist("train")
     x_test, y_test = data.load_mnist("test")
     if n_train is None:
-        n_fit, n_held = len(x) - n_val, n_val
+        n_total, n_held = len(x), n_val
     else:
-        n_fit = validation.positive_int("n_train", n_train)
-        n_held = min(n_val, max(1, n_fit // 10))
-        n_fit -= n_held
+        n_total = validation.positive_int("n_train", n_train)
+        n_held = min(n_val, max(1, n_total // 10)) if n_val else 0
+    n_fit = n_total - n_held
+    if n_fit < 1:
+        raise ValueError("Expected more labelled rows than held-out rows. "
+                         f"Received: n_train={n_total}, n_val={n_held}")
+    out_dir.mkdir(parents=True, exist_ok=True)
     clf = (model if isinstance(model, keras.Sequential)
            else model.to_sequential(10, dropout=dropout))
     first = clf.layers[0]
@@ -152,16 +161,20 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
     head.compile(optimizer=keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy",
                  metrics=["accuracy"])
     t0 = time.time()
+    held = dict(validation_data=(f[n_fit:], y[n_fit:n_fit + n_held]),
+                callbacks=[keras.callbacks.EarlyStopping(
+                    monitor, patience=epochs, restore_best_weights=True)]) if n_held else {}
     hist = head.fit(np.tile(f[:n_fit], (reps, 1)), np.tile(y[:n_fit], reps),
-                    batch_size=batch_size, epochs=epochs,
-                    validation_data=(f[n_fit:], y[n_fit:n_fit + n_held]), verbose=verbose,
-                    callbacks=[keras.callbacks.EarlyStopping(
-                        monitor, patience=epochs, restore_best_weights=True)])
+                    batch_size=batch_size, epochs=epochs, verbose=verbose, **held)
     t_fit = time.time() - t0
     clf.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     acc = float(clf.evaluate(x_test, y_test, batch_size=1000, verbose=0)[1])
-    scores = np.asarray(hist.history[monitor])
-    best = int(np.argmax(scores) if monitor == "val_accuracy" else np.argmin(scores))
+    if n_held:
+        scores = np.asarray(hist.history[monitor])
+        best = int(np.argmax(scores) if monitor == "val_accuracy" else np.argmin(scores))
+        val_acc = float(hist.history["val_accuracy"][best])
+    else:  # nothing held out: the last epoch's weights
+        best, val_acc = epochs - 1, None
     tmp = out_dir / "classifier.tmp.keras"
     clf.save(tmp)
     tmp.replace(out_dir / "classifier.keras")
@@ -171,7 +184,7 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
     result = {
         "test_error_percent": 100 * (1 - acc), "test_accuracy_percent": 100 * acc,
         "n_train": n_fit, "n_val": n_held, "best_epoch": best + 1,
-        "val_accuracy": float(hist.history["val_accuracy"][best]), "epochs": epochs, "lr": lr,
+        "val_accuracy": val_acc, "epochs": epochs, "lr": lr,
         "dropout": dropout, "batch_size": batch_size, "seed": seed, "monitor": monitor,
         "lr_schedule": lr_schedule,
         "repeats_per_epoch": reps,
