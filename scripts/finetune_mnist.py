@@ -6,9 +6,9 @@
 mean-field-augmented input ``[v, q(h_2)]`` (frozen). Inputs are the grey-level pixels.
 The last 5,000 training images pick the epoch (``--n-val 0``: none are held out, all
 60,000 are fitted for ``--epochs`` epochs and the last weights kept); the test set is
-scored once. The
-classifier is saved (``classifier.keras``), exported as a SavedModel, and the export is
-reloaded in a fresh process to check its predictions. See `tfboltz.experiments`.
+scored once. The classifier is saved (``classifier.keras``), exported as a SavedModel,
+and the export is reloaded in a fresh process to check its predictions. See
+`tfboltz.experiments`.
 """
 
 import argparse

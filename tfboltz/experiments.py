@@ -121,9 +121,7 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         A dict of figures (also written to ``result.json``).
     """
     epochs = validation.positive_int("epochs", epochs)
-    if isinstance(n_val, bool) or not isinstance(n_val, int) or n_val < 0:
-        raise ValueError("Invalid value received for argument `n_val`. Expected a "
-                         f"non-negative integer. Received: n_val={n_val!r}")
+    n_val = validation.non_negative_int("n_val", n_val)
     monitor = validation.one_of("monitor", monitor, ("val_accuracy", "val_loss"))
     lr_schedule = validation.one_of("lr_schedule", lr_schedule, ("constant", "cosine"))
     out_dir = Path(out_dir)

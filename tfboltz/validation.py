@@ -15,6 +15,16 @@ def positive_int(name, value):
     return int(value)
 
 
+def non_negative_int(name, value):
+    """Return `value` if it is an integer >= 0, else raise a `ValueError`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(
+            f"Invalid value received for argument `{name}`. Expected a non-negative "
+            f"integer. Received: {name}={value!r}"
+        )
+    return int(value)
+
+
 def non_negative_float(name, value):
     """Return `value` as a float if it is finite and >= 0, else raise a `ValueError`."""
     if (
