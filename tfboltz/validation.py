@@ -5,24 +5,23 @@ import numbers
 import numpy as np
 
 
-def positive_int(name, value):
-    """Return `value` if it is a positive integer, else raise a `ValueError`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+def _int_at_least(name, value, minimum, expected):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(
-            f"Invalid value received for argument `{name}`. Expected a positive integer. "
+            f"Invalid value received for argument `{name}`. Expected {expected}. "
             f"Received: {name}={value!r}"
         )
     return int(value)
 
 
+def positive_int(name, value):
+    """Return `value` if it is a positive integer, else raise a `ValueError`."""
+    return _int_at_least(name, value, 1, "a positive integer")
+
+
 def non_negative_int(name, value):
     """Return `value` if it is an integer >= 0, else raise a `ValueError`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(
-            f"Invalid value received for argument `{name}`. Expected a non-negative "
-            f"integer. Received: {name}={value!r}"
-        )
-    return int(value)
+    return _int_at_least(name, value, 0, "a non-negative integer")
 
 
 def non_negative_float(name, value):
