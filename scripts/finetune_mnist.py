@@ -29,9 +29,15 @@ def main(argv=None):
     p.add_argument("model", help=".keras file of an RBM, a DBM or a DBN")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
                    help="cosine: decay the learning rate to 0 over the run")
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
+                   help="sgd: Nesterov momentum 0.9")
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help="decoupled weight decay (Keras's optimizer weight_decay)")
+    p.add_argument("--jit-compile", action="store_true",
+                   help="compile the training step with XLA (faster on this CPU)")
     p.add_argument("--dropout", type=float, nargs="+", default=[0.0],
                    help="dropout before each Dense layer: one rate, or one per Dense layer")
     p.add_argument("--n-train", type=int, default=None,
@@ -47,7 +53,8 @@ def main(argv=None):
         model, args.out, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
         dropout=args.dropout[0] if len(args.dropout) == 1 else args.dropout,
         n_train=args.n_train, n_val=args.n_val, seed=args.seed,
-        lr_schedule=args.lr_schedule)
+        lr_schedule=args.lr_schedule, optimizer=args.optimizer,
+        weight_decay=args.weight_decay, jit_compile=args.jit_compile)
     print(json.dumps({"model": args.model, **result}, indent=1))
 
 

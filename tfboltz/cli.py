@@ -87,7 +87,9 @@ def _finetune(args):
     result = experiments.finetune_mnist(model, args.out, epochs=args.epochs, lr=args.lr,
                                         dropout=args.dropout, n_train=args.n_train,
                                         n_val=args.n_val, lr_schedule=args.lr_schedule,
-                                        seed=args.seed)
+                                        optimizer=args.optimizer,
+                                        weight_decay=args.weight_decay,
+                                        jit_compile=args.jit_compile, seed=args.seed)
     print(f"test error {result['test_error_percent']:.2f}% (best epoch {result['best_epoch']} "
           f"of {args.epochs}); SavedModel {Path(args.out) / 'savedmodel'} reloaded in a fresh "
           f"process: same labels = {result['savedmodel_same_labels']}")
@@ -209,7 +211,13 @@ def build_parser():
                                    "export a SavedModel and check it in a fresh process.")
     p.add_argument("model", help="zoo name or .keras file")
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
+                   help="sgd: Nesterov momentum 0.9")
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help="decoupled weight decay (Keras's optimizer weight_decay)")
+    p.add_argument("--jit-compile", action="store_true",
+                   help="compile the training step with XLA (faster on this CPU)")
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
                    help="cosine: decay the learning rate to 0 over the run")
