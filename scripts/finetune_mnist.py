@@ -37,7 +37,8 @@ def main(argv=None):
     p.add_argument("--weight-decay", type=float, default=None,
                    help="decoupled weight decay (Keras's optimizer weight_decay)")
     p.add_argument("--jit-compile", action="store_true",
-                   help="compile the training step with XLA (faster on this CPU)")
+                   help="compile the training step with XLA (measure first: faster on "
+                        "some CPUs, much slower on others)")
     p.add_argument("--dropout", type=float, nargs="+", default=[0.0],
                    help="dropout before each Dense layer: one rate, or one per Dense layer")
     p.add_argument("--n-train", type=int, default=None,

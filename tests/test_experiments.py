@@ -112,3 +112,23 @@ def test_no_held_out_rows_fits_every_row_and_keeps_the_last_epoch(small_dbm, tmp
     with pytest.raises(ValueError, match="held-out rows"):
         experiments.finetune_mnist(small_dbm, tmp_path / "bad", epochs=1, n_train=1)
     assert not (tmp_path / "bad").exists()  # refused before anything was written
+
+
+def test_sgd_weight_decay_and_xla_options(small_dbm, tmp_path):
+    def kernel_norm(out):
+        clf = keras.saving.load_model(out / "classifier.keras")
+        return float(np.linalg.norm(clf.layers[1].kernel.numpy()))
+
+    kwargs = dict(epochs=1, n_val=0, lr=1e-2, batch_size=20, optimizer="sgd", verbose=0)
+    plain = experiments.finetune_mnist(small_dbm, tmp_path / "plain", **kwargs)
+    decayed = experiments.finetune_mnist(small_dbm, tmp_path / "decayed", weight_decay=5.0,
+                                         jit_compile=True, **kwargs)
+    assert (plain["optimizer"], plain["weight_decay"], plain["jit_compile"]) == ("sgd", None, False)
+    assert (decayed["weight_decay"], decayed["jit_compile"]) == (5.0, True)
+    assert decayed["savedmodel_same_labels"]
+    # 20 steps, each shrinking the weights by lr * 5 = 5%: about a third of the norm is left
+    assert kernel_norm(tmp_path / "decayed") < 0.6 * kernel_norm(tmp_path / "plain")
+    for bad in (dict(optimizer="rmsprop"), dict(weight_decay=-1.0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            experiments.finetune_mnist(small_dbm, tmp_path / "bad", epochs=1, **bad)
+    assert not (tmp_path / "bad").exists()

@@ -217,7 +217,8 @@ def build_parser():
     p.add_argument("--weight-decay", type=float, default=None,
                    help="decoupled weight decay (Keras's optimizer weight_decay)")
     p.add_argument("--jit-compile", action="store_true",
-                   help="compile the training step with XLA (faster on this CPU)")
+                   help="compile the training step with XLA (measure first: faster on "
+                        "some CPUs, much slower on others)")
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
                    help="cosine: decay the learning rate to 0 over the run")

@@ -122,8 +122,9 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         weight_decay: decoupled weight decay of the optimizer (Keras's `weight_decay`:
             each step shrinks the weights by ``lr * weight_decay``), or None.
         jit_compile: compile the training step with XLA (`Model.compile`'s
-            `jit_compile`); on this project's CPU machine it makes the classifier's
-            epoch about 30% faster (benchmarks/bench_all.py).
+            `jit_compile`). Whether it pays depends on the processor: the
+            classifier's epoch was 30% faster with it on an Intel machine
+            (benchmarks/bench_all.py) and 6 to 10 times slower on an AMD EPYC one.
 
     Returns:
         A dict of figures (also written to ``result.json``).
