@@ -122,9 +122,10 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         weight_decay: decoupled weight decay of the optimizer (Keras's `weight_decay`:
             each step shrinks the weights by ``lr * weight_decay``), or None.
         jit_compile: compile the training step with XLA (`Model.compile`'s
-            `jit_compile`). Whether it pays depends on the processor: the
-            classifier's epoch was 30% faster with it on an Intel machine
-            (benchmarks/bench_all.py) and 6 to 10 times slower on an AMD EPYC one.
+            `jit_compile`). Whether it pays depends on the processor and the
+            model: without dropout the classifier's epoch was faster with it on
+            the Intel and the AMD EPYC machines of benchmarks/bench_all.py; with
+            dropout it was several times slower on the AMD one. Measure first.
 
     Returns:
         A dict of figures (also written to ``result.json``).
