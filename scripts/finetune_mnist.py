@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 
 import tfboltz as tb  # noqa: E402
+from tfboltz import cli  # noqa: E402
 
 
 def main(argv=None):
@@ -32,13 +33,7 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
     p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
                    help="cosine: decay the learning rate to 0 over the run")
-    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
-                   help="sgd: Nesterov momentum 0.9")
-    p.add_argument("--weight-decay", type=float, default=None,
-                   help="decoupled weight decay (Keras's optimizer weight_decay)")
-    p.add_argument("--jit-compile", action="store_true",
-                   help="compile the training step with XLA (measure first: faster on "
-                        "some CPUs, much slower on others)")
+    cli.add_optimizer_arguments(p)
     p.add_argument("--dropout", type=float, nargs="+", default=[0.0],
                    help="dropout before each Dense layer: one rate, or one per Dense layer")
     p.add_argument("--n-train", type=int, default=None,

@@ -76,8 +76,11 @@ def test_cli_eval_and_finetune_on_a_file(small_dbm, tmp_path, capsys):
     assert "average test ELBO" in capsys.readouterr().out
     assert "test_elbo" in json.loads((tmp_path / "e.json").read_text())
     assert cli.main(["finetune", str(path), "--epochs", "1", "--n-val", "40",
+                     "--optimizer", "sgd", "--weight-decay", "0.01",
                      "--out", str(tmp_path / "ft")]) == 0
     assert "same labels = True" in capsys.readouterr().out
+    result = json.loads((tmp_path / "ft" / "result.json").read_text())
+    assert (result["optimizer"], result["weight_decay"]) == ("sgd", 0.01)
 
 
 def test_few_labels_repeat_within_an_epoch_and_pick_by_loss(small_dbm, tmp_path):

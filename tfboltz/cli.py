@@ -80,6 +80,17 @@ def _eval(args):
         Path(args.json).write_text(json.dumps({"model": args.model, **result}, indent=1))
 
 
+def add_optimizer_arguments(p):
+    """The fine-tuning optimizer's flags, shared with scripts/finetune_mnist.py."""
+    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
+                   help="sgd: Nesterov momentum 0.9")
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help="decoupled weight decay (Keras's optimizer weight_decay)")
+    p.add_argument("--jit-compile", action="store_true",
+                   help="compile the training step with XLA (measure first: faster on "
+                        "some CPUs and models, much slower on others)")
+
+
 def _finetune(args):
     from tfboltz import experiments
 
@@ -212,13 +223,7 @@ def build_parser():
     p.add_argument("model", help="zoo name or .keras file")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
-    p.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
-                   help="sgd: Nesterov momentum 0.9")
-    p.add_argument("--weight-decay", type=float, default=None,
-                   help="decoupled weight decay (Keras's optimizer weight_decay)")
-    p.add_argument("--jit-compile", action="store_true",
-                   help="compile the training step with XLA (measure first: faster on "
-                        "some CPUs, much slower on others)")
+    add_optimizer_arguments(p)
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
                    help="cosine: decay the learning rate to 0 over the run")
