@@ -41,6 +41,7 @@ import argparse
 import json
 import math
 import os
+import platform
 import resource
 import subprocess
 import sys
@@ -67,6 +68,18 @@ def peak_mb():
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def cpu_model(cpuinfo=Path("/proc/cpuinfo")):
+    """The processor's model name: which settings are fast (XLA, bfloat16) differs
+    between the machines this runs on, so every table names its CPU."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 # Matrix products -------------------------------------------------------------------
@@ -443,12 +456,14 @@ def main(argv=None):
         peer = peers(npy, n_rows) if "rbm_cd1" in names else {}
     import tensorflow as tf
 
-    print(f"\n{len(x)} MNIST rows; TensorFlow {tf.__version__}; {os.cpu_count()} cores; "
+    cpu = cpu_model()
+    print(f"\n{len(x)} MNIST rows; TensorFlow {tf.__version__}; {os.cpu_count()} cores "
+          f"({cpu}); "
           f"load average {load:.2f} before, {os.getloadavg()[0]:.2f} after")
     print(table(results, peer))
     if args.json:
         args.json.write_text(json.dumps({"results": results, "peers": peer,
-                                         "n_rows": len(x)}, indent=1))
+                                         "n_rows": len(x), "cpu": cpu}, indent=1))
     return 0
 
 

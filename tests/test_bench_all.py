@@ -42,3 +42,10 @@ def test_table_marks_targets():
     assert "MISSED" in lines["finetune"]
     assert " ok " in lines["ais_dbm"]
     assert "FAILED" in lines["dbm_joint"]
+
+
+def test_cpu_model_reads_cpuinfo_and_falls_back(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t: fpu\n")
+    assert bench_all.cpu_model(info) == "AMD EPYC 9B14"
+    assert bench_all.cpu_model(tmp_path / "missing")  # platform's answer, never empty
