@@ -51,7 +51,9 @@ def main(argv=None):
         n_train=args.n_train, n_val=args.n_val, seed=args.seed,
         lr_schedule=args.lr_schedule, optimizer=args.optimizer,
         weight_decay=args.weight_decay, jit_compile=args.jit_compile)
-    print(json.dumps({"model": args.model, **result}, indent=1))
+    figures = {k: v for k, v in result.items() if k != "history"}
+    print(json.dumps({"model": args.model, **figures}, indent=1))
+    print(f"per-epoch metrics: {args.out / 'result.json'} (\"history\")")
 
 
 if __name__ == "__main__":

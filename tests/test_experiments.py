@@ -49,6 +49,9 @@ def test_finetune_exports_and_checks_a_savedmodel(small_dbm, tmp_path):
     assert res["n_train"] == 350 and res["n_val"] == 50
     assert res["test_error_percent"] < 20  # two classes told apart by a bar's direction
     assert json.loads((tmp_path / "result.json").read_text()) == res
+    val = res["history"]["val_accuracy"]
+    assert len(val) == 10 and len(res["history"]["loss"]) == 10
+    assert res["val_accuracy"] == max(val) == val[res["best_epoch"] - 1]
     assert (tmp_path / "classifier.keras").is_file()
     assert (tmp_path / "savedmodel" / "saved_model.pb").is_file()
     assert not list(tmp_path.glob("check_*"))  # the check's scratch files are gone

@@ -132,3 +132,21 @@ def test_dbm_script_centers(tmp_path, digits_as_mnist):
     # pixel means (the digits' border pixels are always 0), hidden means inside (0, 1)
     assert ((offsets[0] >= 0) & (offsets[0] <= 1)).all() and offsets[0].max() > 0.1
     assert all(((o > 0) & (o < 1)).all() for o in offsets[1:])
+
+
+def test_finetune_script_prints_figures_and_keeps_the_history_in_its_json(
+        tmp_path, digits_as_mnist, capsys):
+    dbm = tb.DBM([64, 16, 8], seed=0)
+    dbm.save(tmp_path / "dbm.keras")
+    out = tmp_path / "clf"
+    _script("finetune_mnist").main([str(tmp_path / "dbm.keras"), "--epochs", "3",
+                                    "--n-val", "100", "--optimizer", "sgd", "--lr", "0.1",
+                                    "--out", str(out)])
+    printed = capsys.readouterr().out
+    figures = json.loads(printed[printed.index('{\n "model"'):printed.rindex("}") + 1])
+    assert "history" not in figures and figures["optimizer"] == "sgd"
+    assert "per-epoch metrics" in printed
+    saved = json.loads((out / "result.json").read_text())
+    assert len(saved["history"]["val_accuracy"]) == 3
+    assert {k: v for k, v in saved.items() if k != "history"} == {
+        k: v for k, v in figures.items() if k != "model"}

@@ -128,7 +128,8 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
             dropout it was several times slower on the AMD one. Measure first.
 
     Returns:
-        A dict of figures (also written to ``result.json``).
+        A dict of figures (also written to ``result.json``), with the per-epoch
+        metrics of `fit` under ``"history"``.
     """
     epochs = validation.positive_int("epochs", epochs)
     n_val = validation.non_negative_int("n_val", n_val)
@@ -203,6 +204,7 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         "jit_compile": bool(jit_compile),
         "repeats_per_epoch": reps,
         "first_layer_seconds": t_first, "fit_seconds": t_fit, **check,
+        "history": {k: [float(v) for v in vals] for k, vals in hist.history.items()},
     }
     (out_dir / "result.json").write_text(json.dumps(result, indent=1))
     return result
