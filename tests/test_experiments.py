@@ -57,6 +57,30 @@ def test_finetune_exports_and_checks_a_savedmodel(small_dbm, tmp_path):
     assert not list(tmp_path.glob("check_*"))  # the check's scratch files are gone
 
 
+def test_head_epochs_fit_only_the_output_layer_first(small_dbm, tmp_path, fake_mnist):
+    x, y = fake_mnist("train")
+    clf = small_dbm.to_sequential(10)
+    f = clf.layers[0](x[:200]).numpy()  # the data and q(h2): 784 + 8 features
+    head = keras.Sequential([keras.Input((f.shape[1],)), *clf.layers[1:]])
+    before = [w.numpy().copy() for w in head.weights]
+    experiments.fit_output_layer(head, f, y[:200], keras.optimizers.Adam(1e-2), epochs=2,
+                                 batch_size=20)
+    after = [w.numpy() for w in head.weights]
+    n_out = len(head.layers[-1].weights)
+    for a, b in zip(before[:-n_out], after[:-n_out]):
+        np.testing.assert_array_equal(a, b)  # the pretrained layers did not move
+    assert all(np.abs(a - b).max() > 1e-3 for a, b in zip(before[-n_out:], after[-n_out:]))
+    assert all(layer.trainable for layer in head.layers)
+
+    res = experiments.finetune_mnist(small_dbm, tmp_path, epochs=1, n_val=50, head_epochs=2,
+                                     verbose=0)
+    assert res["head_epochs"] == 2 and res["head_seconds"] > 0
+    assert len(res["history"]["loss"]) == 1  # the head's epochs are not counted
+    with pytest.raises(ValueError, match="head_epochs"):
+        experiments.finetune_mnist(small_dbm, tmp_path / "bad", epochs=1, head_epochs=-1)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_finetune_with_few_labels_holds_out_a_tenth(small_dbm, tmp_path):
     res = experiments.finetune_mnist(small_dbm, tmp_path, epochs=2, n_train=100, verbose=0)
     assert (res["n_train"], res["n_val"]) == (90, 10)

@@ -89,6 +89,9 @@ def add_optimizer_arguments(p):
     p.add_argument("--jit-compile", action="store_true",
                    help="compile the training step with XLA (measure first: faster on "
                         "some CPUs and models, much slower on others)")
+    p.add_argument("--head-epochs", type=int, default=0,
+                   help="epochs that fit only the new output layer first (constant --lr), "
+                        "before --epochs of the whole classifier")
 
 
 def _finetune(args):
@@ -100,7 +103,8 @@ def _finetune(args):
                                         n_val=args.n_val, lr_schedule=args.lr_schedule,
                                         optimizer=args.optimizer,
                                         weight_decay=args.weight_decay,
-                                        jit_compile=args.jit_compile, seed=args.seed)
+                                        jit_compile=args.jit_compile,
+                                        head_epochs=args.head_epochs, seed=args.seed)
     print(f"test error {result['test_error_percent']:.2f}% (best epoch {result['best_epoch']} "
           f"of {args.epochs}); SavedModel {Path(args.out) / 'savedmodel'} reloaded in a fresh "
           f"process: same labels = {result['savedmodel_same_labels']}")

@@ -89,7 +89,7 @@ def evaluate_mnist(model, n_chains=100, n_betas=20000, seed=0, probe=True, n_mea
 def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0.0, n_val=5000,
                    n_train=None, seed=0, monitor="val_accuracy", min_steps_per_epoch=1,
                    lr_schedule="constant", optimizer="adam", weight_decay=None,
-                   jit_compile=False, verbose=2):
+                   jit_compile=False, head_epochs=0, verbose=2):
     """Fine-tune `model.to_sequential(10)` on MNIST, export it, check the export.
 
     A DBM classifier's first layer (the mean-field augmentation) is frozen, so its
@@ -126,6 +126,11 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
             model: without dropout the classifier's epoch was faster with it on
             the Intel and the AMD EPYC machines of benchmarks/bench_all.py; with
             dropout it was several times slower on the AMD one. Measure first.
+        head_epochs: epochs that fit only the new output layer, at the constant
+            rate `lr`, before the whole classifier is fitted for `epochs` epochs (the
+            usual Keras transfer-learning order: the pretrained layers first receive
+            gradients through a trained output layer instead of a random one). These
+            epochs see no held-out check and are not counted in `epochs`.
 
     Returns:
         A dict of figures (also written to ``result.json``), with the per-epoch
@@ -136,6 +141,7 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
     monitor = validation.one_of("monitor", monitor, ("val_accuracy", "val_loss"))
     lr_schedule = validation.one_of("lr_schedule", lr_schedule, ("constant", "cosine"))
     optimizer = validation.one_of("optimizer", optimizer, ("adam", "sgd"))
+    head_epochs = validation.non_negative_int("head_epochs", head_epochs)
     if weight_decay is not None:
         weight_decay = validation.non_negative_float("weight_decay", weight_decay)
     out_dir = Path(out_dir)
@@ -166,20 +172,30 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         f, head = x[:n_fit + n_held], clf
     t_first = time.time() - t0
     reps = max(1, -(-min_steps_per_epoch * batch_size // n_fit))
+    x_fit, y_fit = np.tile(f[:n_fit], (reps, 1)), np.tile(y[:n_fit], reps)
+
+    def make_optimizer(rate):
+        if optimizer == "adam":
+            return keras.optimizers.Adam(rate, weight_decay=weight_decay)
+        return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True,
+                                    weight_decay=weight_decay)
+
+    t0 = time.time()
+    if head_epochs:
+        fit_output_layer(head, x_fit, y_fit, make_optimizer(lr), epochs=head_epochs,
+                         batch_size=batch_size, jit_compile=jit_compile, verbose=verbose)
+    t_head = time.time() - t0
     rate = lr
     if lr_schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(
             lr, decay_steps=epochs * -(-reps * n_fit // batch_size))
-    opt = (keras.optimizers.Adam(rate, weight_decay=weight_decay) if optimizer == "adam" else
-           keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, weight_decay=weight_decay))
-    head.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                 jit_compile=bool(jit_compile))
+    head.compile(optimizer=make_optimizer(rate), loss="sparse_categorical_crossentropy",
+                 metrics=["accuracy"], jit_compile=bool(jit_compile))
     t0 = time.time()
     held = dict(validation_data=(f[n_fit:], y[n_fit:n_fit + n_held]),
                 callbacks=[keras.callbacks.EarlyStopping(
                     monitor, patience=epochs, restore_best_weights=True)]) if n_held else {}
-    hist = head.fit(np.tile(f[:n_fit], (reps, 1)), np.tile(y[:n_fit], reps),
-                    batch_size=batch_size, epochs=epochs, verbose=verbose, **held)
+    hist = head.fit(x_fit, y_fit, batch_size=batch_size, epochs=epochs, verbose=verbose, **held)
     t_fit = time.time() - t0
     clf.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     acc = float(clf.evaluate(x_test, y_test, batch_size=1000, verbose=0)[1])
@@ -201,13 +217,29 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         "val_accuracy": val_acc, "epochs": epochs, "lr": lr,
         "dropout": dropout, "batch_size": batch_size, "seed": seed, "monitor": monitor,
         "lr_schedule": lr_schedule, "optimizer": optimizer, "weight_decay": weight_decay,
-        "jit_compile": bool(jit_compile),
-        "repeats_per_epoch": reps,
-        "first_layer_seconds": t_first, "fit_seconds": t_fit, **check,
+        "jit_compile": bool(jit_compile), "head_epochs": head_epochs,
+        "repeats_per_epoch": reps, "first_layer_seconds": t_first,
+        "head_seconds": t_head, "fit_seconds": t_fit, **check,
         "history": {k: [float(v) for v in vals] for k, vals in hist.history.items()},
     }
     (out_dir / "result.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def fit_output_layer(clf, x, y, optimizer, epochs, batch_size=100, jit_compile=False,
+                     verbose=0):
+    """Fit only the last layer of a Sequential classifier; the others are left as they
+    were and trainable again afterwards."""
+    below = [layer for layer in clf.layers[:-1] if layer.trainable]
+    for layer in below:
+        layer.trainable = False
+    try:
+        clf.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                    metrics=["accuracy"], jit_compile=bool(jit_compile))
+        return clf.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose)
+    finally:
+        for layer in below:
+            layer.trainable = True
 
 
 def check_savedmodel(path, x, expected):
