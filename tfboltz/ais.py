@@ -280,24 +280,31 @@ def _dbm_annealing(model, base, n_chains, gen, n_steps=1):
     def full(odd_states):
         return _odd_placed(len(layers), odd, odd_states)
 
-    def even_input(states, i, beta):
-        a = layer_input(layers, model.kernels, states, i)  # float32, whatever matmul_dtype
+    def even_inputs(states):
+        """The even layers' untempered inputs from the odd layers (float32, whatever
+        matmul_dtype); computed once a step, then tempered for both betas."""
+        return {i: layer_input(layers, model.kernels, states, i) for i in even}
+
+    def tempered(i, a, beta):
         if i == 0:
             return _tempered_visible_input(layers[0], base, a, beta)
         return _tempered_input(layers[i], a, beta)
 
-    def log_p(states, beta):
+    def log_p(states, inputs, beta):
         """log p*_beta of the odd layers' states, the even layers summed out."""
         terms = [-beta * layers[i].energy(states[i]) for i in odd]
-        terms += [layers[i].log_partition(even_input(states, i, beta)) for i in even]
+        terms += [layers[i].log_partition(tempered(i, inputs[i], beta)) for i in even]
         return tf.add_n(terms)
 
     def transition(odd_states, b_prev, b_next):
         states = full(odd_states)
-        delta = log_p(states, b_next) - log_p(states, b_prev)
-        for _ in range(n_steps):
-            for i in even:
-                states[i] = layers[i].sample(even_input(states, i, b_next), gen)
+        inputs = even_inputs(states)
+        delta = log_p(states, inputs, b_next) - log_p(states, inputs, b_prev)
+        for step in range(n_steps):
+            if step:  # the odd layers have moved
+                inputs = even_inputs(states)
+            for i in even:  # no even layer feeds another: all inputs are current
+                states[i] = layers[i].sample(tempered(i, inputs[i], b_next), gen)
             for i in odd:
                 states[i] = layers[i].sample(_tempered_input(
                     layers[i], layer_input(layers, model.kernels, states, i), b_next), gen)
@@ -348,10 +355,26 @@ def _dbm_two_stage(model, n_chains, n_betas, seed, data, n_steps, verbose):
     def kernels(gamma):
         return [model.kernels[0], *[gamma * w for w in model.kernels[1:]]]
 
-    def log_p(states, gamma):
-        ks = kernels(gamma)
+    def even_parts(states):
+        """Each even layer's input as (kernel index, unscaled term) pairs, one per
+        neighbour: computed once a step, then scaled for both gammas."""
+        parts = {}
+        for i in even:
+            parts[i] = []
+            if i > 0:
+                parts[i].append((i - 1, tf.matmul(layers[i - 1].scale(states[i - 1]),
+                                                  model.kernels[i - 1])))
+            if i < len(layers) - 1:
+                parts[i].append((i, tf.matmul(layers[i + 1].scale(states[i + 1]),
+                                              model.kernels[i], transpose_b=True)))
+        return parts
+
+    def scaled(terms, gamma):
+        return tf.add_n([t if k == 0 else gamma * t for k, t in terms])
+
+    def log_p(states, parts, gamma):
         terms = [-layers[i].energy(states[i]) for i in odd]
-        terms += [layers[i].log_partition(layer_input(layers, ks, states, i)) for i in even]
+        terms += [layers[i].log_partition(scaled(parts[i], gamma)) for i in even]
         return tf.add_n(terms)
 
     def full(odd_states):
@@ -359,11 +382,13 @@ def _dbm_two_stage(model, n_chains, n_betas, seed, data, n_steps, verbose):
 
     def transition2(odd_states, g_prev, g_next):
         states = full(odd_states)
-        delta = log_p(states, g_next) - log_p(states, g_prev)
+        parts = even_parts(states)
+        delta = log_p(states, parts, g_next) - log_p(states, parts, g_prev)
         ks = kernels(g_next)
-        for _ in range(n_steps):
+        for step in range(n_steps):
             for i in even:
-                states[i] = layers[i].sample(layer_input(layers, ks, states, i), gen)
+                a = scaled(parts[i], g_next) if step == 0 else layer_input(layers, ks, states, i)
+                states[i] = layers[i].sample(a, gen)
             for i in odd:
                 states[i] = layers[i].sample(layer_input(layers, ks, states, i), gen)
         return tuple(states[i] for i in odd), delta
