@@ -355,26 +355,18 @@ def _dbm_two_stage(model, n_chains, n_betas, seed, data, n_steps, verbose):
     def kernels(gamma):
         return [model.kernels[0], *[gamma * w for w in model.kernels[1:]]]
 
-    def even_parts(states):
-        """Each even layer's input as (kernel index, unscaled term) pairs, one per
-        neighbour: computed once a step, then scaled for both gammas."""
-        parts = {}
-        for i in even:
-            parts[i] = []
-            if i > 0:
-                parts[i].append((i - 1, tf.matmul(layers[i - 1].scale(states[i - 1]),
-                                                  model.kernels[i - 1])))
-            if i < len(layers) - 1:
-                parts[i].append((i, tf.matmul(layers[i + 1].scale(states[i + 1]),
-                                              model.kernels[i], transpose_b=True)))
-        return parts
+    def even_inputs(states):
+        """The even layers' inputs at gamma = 1, computed once a step. Every kernel a
+        layer above the visibles touches is scaled by gamma, so its input at gamma is
+        gamma times this; the visibles' input comes through the unscaled first kernel."""
+        return {i: layer_input(layers, model.kernels, states, i) for i in even}
 
-    def scaled(terms, gamma):
-        return tf.add_n([t if k == 0 else gamma * t for k, t in terms])
+    def scaled(i, a, gamma):
+        return a if i == 0 else gamma * a
 
-    def log_p(states, parts, gamma):
+    def log_p(states, inputs, gamma):
         terms = [-layers[i].energy(states[i]) for i in odd]
-        terms += [layers[i].log_partition(scaled(parts[i], gamma)) for i in even]
+        terms += [layers[i].log_partition(scaled(i, inputs[i], gamma)) for i in even]
         return tf.add_n(terms)
 
     def full(odd_states):
@@ -382,12 +374,13 @@ def _dbm_two_stage(model, n_chains, n_betas, seed, data, n_steps, verbose):
 
     def transition2(odd_states, g_prev, g_next):
         states = full(odd_states)
-        parts = even_parts(states)
-        delta = log_p(states, parts, g_next) - log_p(states, parts, g_prev)
+        inputs = even_inputs(states)
+        delta = log_p(states, inputs, g_next) - log_p(states, inputs, g_prev)
         ks = kernels(g_next)
         for step in range(n_steps):
             for i in even:
-                a = scaled(parts[i], g_next) if step == 0 else layer_input(layers, ks, states, i)
+                a = (scaled(i, inputs[i], g_next) if step == 0
+                     else layer_input(layers, ks, states, i))
                 states[i] = layers[i].sample(a, gen)
             for i in odd:
                 states[i] = layers[i].sample(layer_input(layers, ks, states, i), gen)
