@@ -106,6 +106,31 @@ def test_rbm_ais_script_reports_its_sweeps(tmp_path, digits_as_mnist):
     assert run["log_z_low"] <= run["log_z"] <= run["log_z_high"]
 
 
+def test_dbm_ais_script_reports_both_bounds_and_reuses_log_z(tmp_path, digits_as_mnist):
+    dbm = tb.DBM([64, 8, 6], seed=0)
+    r = np.random.default_rng(0)
+    for w in dbm.kernels:
+        w.assign(r.normal(0, 0.3, w.shape).astype("float32"))
+    dbm.save(tmp_path / "dbm.keras")
+    first, second = tmp_path / "ais.json", tmp_path / "reused.json"
+    script = _script("eval_dbm_ais")
+    script.main([str(tmp_path / "dbm.keras"), "--n-betas", "500", "--n-chains", "20",
+                 "--top-draws", "50", "--json", str(first)])
+    run = json.loads(first.read_text())["runs"][0]
+    exact = tb.ais.exact_log_partition(dbm)
+    assert abs(run["log_z"] - exact) < 0.5, (run["log_z"], exact)
+    assert run["test_bound_top_summed_out"] > run["test_elbo"]
+    script.main([str(tmp_path / "dbm.keras"), "--log-z-from", str(first), "--top-draws", "50",
+                 "--json", str(second)])
+    reused = json.loads(second.read_text())["runs"][0]
+    assert reused["log_z_reused"] and reused["log_z"] == run["log_z"]
+    assert reused["test_elbo"] == pytest.approx(run["test_elbo"], abs=1e-6)
+    assert reused["test_bound_top_summed_out"] == pytest.approx(
+        run["test_bound_top_summed_out"], abs=1e-6)
+    with pytest.raises(SystemExit):
+        script.main([str(tmp_path / "dbm.keras"), "--top-draws", "-1"])
+
+
 def test_dbm_script_tempers_its_particles(tmp_path, digits_as_mnist):
     out = tmp_path / "dbm_pt"
     _script("train_dbm_mnist").main([
