@@ -30,12 +30,12 @@ scale_h*, scale_b*  RBM CD-1 on 10,000 rows with 512..4096 hidden units (batch 1
 Each case runs in its own process, so its peak resident memory is its own. The time
 of an epoch is the best of 3 epochs that follow a first one (which traces the train
 function), each timed from its first to its last batch: the same best-of-3 as the
-products beside it, since one epoch on this shared virtual machine varies by 10-25%. Beside it: the time that the case's matrix products
-alone take on this machine, measured in the same process by running exactly those
-products (same shapes, same transposed operands, same count, one compiled TensorFlow
-loop); their rate in
-GFLOP/s; and the ratio epoch / products. Target: at most 1.5. AIS target: under
-3 minutes.
+products beside it and the peers, since one epoch on a shared virtual machine varies
+by 10-25%. Beside it: the time that the case's matrix products alone take on this
+machine, measured in the same process by running exactly those products (same
+shapes, same transposed operands, same count, one compiled TensorFlow loop); their
+rate in GFLOP/s; and the ratio epoch / products. Target: at most 1.5. AIS target:
+under 3 minutes.
 """
 
 import argparse
