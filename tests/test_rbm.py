@@ -146,6 +146,16 @@ def test_pseudo_log_likelihood_improves_on_digits(digits):
         "val_reconstruction_error"][0]
     assert "free_energy_gap" in hist.history and np.all(np.isfinite(
         hist.history["free_energy_gap"]))
+    # The epoch-end monitors are those of the public methods at the final weights,
+    # on the first 1,000 training rows (the PLL seeded with the epoch's index).
+    rows = x[:1000]
+    assert hist.history["free_energy"][-1] == pytest.approx(float(np.mean(
+        rbm.free_energy(rows))), rel=1e-6)
+    assert pll[-1] == pytest.approx(float(np.mean(
+        rbm.pseudo_log_likelihood(rows, seed=5))), rel=1e-6)
+    assert hist.history["free_energy_gap"][-1] == pytest.approx(
+        float(np.mean(rbm.free_energy(x[1500:2500])) - np.mean(rbm.free_energy(rows))),
+        rel=1e-5, abs=1e-5)
 
 
 def test_schedules_for_k_momentum_and_learning_rate(digits):

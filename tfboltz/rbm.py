@@ -42,11 +42,13 @@ class EpochMonitor(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        f_train = float(np.mean(self.model.free_energy(self.train_rows)))
+        # One pass for both: they share the rows' hidden input (the monitors' only
+        # matrix product).
+        f, pll = self.model._monitors(self.train_rows, seed=epoch)
+        f_train = float(np.mean(f))
         logs["free_energy"] = f_train
-        if self.model._binary_visible:
-            logs["pseudo_log_likelihood"] = float(np.mean(
-                self.model.pseudo_log_likelihood(self.train_rows, seed=epoch)))
+        if pll is not None:
+            logs["pseudo_log_likelihood"] = float(np.mean(pll))
         if self.validation_rows is not None:
             f_val = float(np.mean(self.model.free_energy(self.validation_rows)))
             logs["free_energy_gap"] = f_val - f_train
@@ -367,9 +369,31 @@ class RBM(EnergyModel):
 
     @tf.function(reduce_retracing=True)
     def _pll_fn(self, v):
+        return self._free_energy_and_pll(v)[1]
+
+    def _free_energy_and_pll(self, v):
         a = self.hidden_input(v)
-        return self._pseudo_log_likelihood(v, a, self._free_energy(v, a),
-                                           self.sampling_seed_generator)
+        f_v = self._free_energy(v, a)
+        return f_v, self._pseudo_log_likelihood(v, a, f_v, self.sampling_seed_generator)
+
+    @tf.function(reduce_retracing=True)
+    def _monitor_fn(self, v):
+        if self._binary_visible:
+            return self._free_energy_and_pll(v)
+        return self._free_energy(v), tf.zeros((0,))
+
+    def _monitors(self, x, seed, batch_size=1000):
+        """`free_energy(x)` and `pseudo_log_likelihood(x, seed)` (None unless the
+        visibles are binary) in one pass over the rows `x`."""
+        x = self.check_data(x)
+        if self._binary_visible:
+            self.sampling_seed_generator.state.assign(
+                np.array([seed, 1], dtype=self.sampling_seed_generator.state.dtype))
+        parts = [self._monitor_fn(tf.constant(x[i:i + batch_size], tf.float32))
+                 for i in range(0, len(x), batch_size)]
+        f = np.concatenate([p[0].numpy() for p in parts])
+        pll = np.concatenate([p[1].numpy() for p in parts]) if self._binary_visible else None
+        return f, pll
 
     def _pseudo_log_likelihood(self, v, a, f_v, seed):
         """Stochastic pseudo-log-likelihood: ``D log sigmoid(F(v_flip) - F(v))`` with
