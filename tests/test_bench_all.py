@@ -4,6 +4,7 @@ the products-only loop and the table."""
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 spec = importlib.util.spec_from_file_location(
@@ -19,6 +20,9 @@ def test_product_lists_and_flop():
         2 * 600 * (3 * 100 * 784 * 1024 + 784 * 200 * 1024))
     dbm = bench_all.dbm_products(n_mf=10)
     assert len(dbm) == 2 + 2 * 10 + 4 + 2 + 1
+    # The RBM's epoch-end monitors: one product of at most 1,000 rows.
+    assert bench_all.monitor_products(np.zeros((60000, 784)), 512) == [(1000, 784, 512)]
+    assert bench_all.monitor_products(np.zeros((300, 64)), 16) == [(300, 64, 16)]
 
 
 def test_products_time_runs_transposed_and_bfloat16():
