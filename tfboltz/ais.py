@@ -503,8 +503,7 @@ def elbo(model, x, log_z, n_iter=None, sum_out_top=False, n_samples=100, seed=0,
     if sum_out_top:
         n_samples = validation.positive_int("n_samples", n_samples)
         batch_size = validation.positive_int("batch_size", batch_size)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"Expected an integer `seed`. Received: seed={seed!r}")
+        seed = validation.non_negative_int("seed", seed)
         below = model.unit_layers[-2]
         if not isinstance(below, units_lib.BernoulliUnits):
             raise ValueError("Expected Bernoulli units below the top layer to sum the top "

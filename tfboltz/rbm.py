@@ -361,26 +361,15 @@ class RBM(EnergyModel):
         if not self._binary_visible:
             raise ValueError("Expected Bernoulli visible units for the pseudo-log-likelihood. "
                              f"Received: {type(self.visible_layer).__name__}")
-        x = self.check_data(x)
-        self.sampling_seed_generator.state.assign(
-            np.array([seed, 1], dtype=self.sampling_seed_generator.state.dtype))
-        return np.concatenate([self._pll_fn(x[i:i + batch_size]).numpy()
-                               for i in range(0, len(x), batch_size)])
-
-    @tf.function(reduce_retracing=True)
-    def _pll_fn(self, v):
-        return self._free_energy_and_pll(v)[1]
-
-    def _free_energy_and_pll(self, v):
-        a = self.hidden_input(v)
-        f_v = self._free_energy(v, a)
-        return f_v, self._pseudo_log_likelihood(v, a, f_v, self.sampling_seed_generator)
+        return self._monitors(x, seed, batch_size)[1]
 
     @tf.function(reduce_retracing=True)
     def _monitor_fn(self, v):
-        if self._binary_visible:
-            return self._free_energy_and_pll(v)
-        return self._free_energy(v), tf.zeros((0,))
+        if not self._binary_visible:
+            return self._free_energy(v), tf.zeros((0,))
+        a = self.hidden_input(v)
+        f_v = self._free_energy(v, a)
+        return f_v, self._pseudo_log_likelihood(v, a, f_v, self.sampling_seed_generator)
 
     def _monitors(self, x, seed, batch_size=1000):
         """`free_energy(x)` and `pseudo_log_likelihood(x, seed)` (None unless the
