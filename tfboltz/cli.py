@@ -72,6 +72,9 @@ def _eval(args):
           f"{result['log_z_high']:.3f}) by AIS, {args.n_chains} chains, {args.n_betas} betas")
     if "test_elbo" in result:
         print(f"average test ELBO = {result['test_elbo']:.2f} nats")
+    if "test_bound_top_summed_out" in result:
+        print(f"  with the top layer summed out (a tighter bound) = "
+              f"{result['test_bound_top_summed_out']:.2f} nats")
     else:
         print(f"average test log-likelihood = {result['test_log_likelihood']:.2f} nats")
     if "probe_accuracy" in result:
