@@ -509,12 +509,13 @@ def elbo(model, x, log_z, n_iter=None, sum_out_top=False, n_samples=100, seed=0,
             raise ValueError("Expected Bernoulli units below the top layer to sum the top "
                              f"layer out. Received: {type(below).__name__}")
     means = [tf.constant(m) for m in model.mean_field(x, n_iter=n_iter)]
-    entropy = tf.add_n([layer.entropy(mu) for layer, mu in zip(model.unit_layers[1:], means[1:])])
+    # With the top layer summed out, q covers the layers below it only.
+    n_q = len(means) - 2 if sum_out_top else len(means) - 1
+    entropy = tf.add_n([layer.entropy(mu) for layer, mu in
+                        zip(model.unit_layers[1:1 + n_q], means[1:1 + n_q])])
     if not sum_out_top:
         return (-model.energy(means) + entropy).numpy().astype("float64") - float(log_z)
     # Everything but the top layer's terms, at the means (linear in each layer).
-    top = model.unit_layers[-1]
-    entropy -= top.entropy(means[-1])
     linear = -model.energy(means[:-1] + [tf.zeros_like(means[-1])])
     expected = _expected_top_log_partition_fn(model, n_samples, seed)
     summed = np.concatenate([expected(means[-2][i:i + batch_size]).numpy()
