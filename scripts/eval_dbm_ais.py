@@ -13,7 +13,7 @@ sum_out_top=True)`, `--top-draws` draws of the layer below it per image; 0 skips
 `--log-z-from` takes log Z from the JSON of earlier runs of this script instead of
 running AIS again (the bounds are recomputed; the model must be the same):
 
-    python scripts/eval_dbm_ais.py pretrained/mnist_dbm.keras \
+    python scripts/eval_dbm_ais.py pretrained/mnist_dbm.keras \\
         --log-z-from docs/results/dbm_centered_ais_rbm_20k_5steps_seed0.json
 """
 
