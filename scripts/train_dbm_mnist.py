@@ -12,7 +12,8 @@ on the particles (`--finish-k`), with the learning rate decaying linearly from
 one sweep per update leaves behind. A checkpoint (``model.keras``) is written
 atomically after pretraining and after each joint epoch, with the wall-clock of each
 phase in ``state.json``; ``--resume`` continues an interrupted run from its last
-checkpoint.
+checkpoint. ``--ema`` ends each phase with an exponential moving average of its
+weights instead of the last ones.
 """
 
 import argparse
@@ -60,7 +61,21 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/dbm"))
     p.add_argument("--resume", action="store_true")
-    return p.parse_args(argv)
+    p.add_argument("--ema", type=float, default=None,
+                   help="keep an exponential moving average of the weights with this "
+                        "momentum (Keras's use_ema) and end each phase with the averaged "
+                        "weights; the per-epoch checkpoints hold the raw weights, and "
+                        "--resume starts a fresh average")
+    args = p.parse_args(argv)
+    if args.ema is not None and not 0.0 <= args.ema < 1.0:
+        p.error(f"--ema must be in [0, 1). Received: {args.ema}")
+    return args
+
+
+def sgd(lr, momentum, ema):
+    """The joint-training optimizer, averaging the weights when `ema` is set."""
+    return keras.optimizers.SGD(lr, momentum=momentum, use_ema=ema is not None,
+                                ema_momentum=0.99 if ema is None else ema)
 
 
 def save(model, out, state):
@@ -104,7 +119,7 @@ def main(argv=None):
         state["pretrain_seconds"] = time.time() - t0
         print(f"pretraining took {state['pretrain_seconds']:.0f} s")
     # On --resume the optimizer starts afresh: its momentum buffers are not restored.
-    dbm.compile(optimizer=keras.optimizers.SGD(args.lr, momentum=0.5))
+    dbm.compile(optimizer=sgd(args.lr, 0.5, args.ema))
     if state["epochs_done"] == 0:
         save(dbm, args.out, state)
         tmp = args.out / "pretrained.tmp.keras"  # the stitched model, kept for restarts
@@ -117,6 +132,8 @@ def main(argv=None):
     x_val, _ = tb.data.load_mnist("test", binarize="stochastic", seed=1)
 
     def run(epochs, schedule, seconds_key):
+        start = state["epochs_done"]
+
         class Save(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch, logs=None):
                 self.t0 = time.time()
@@ -134,6 +151,10 @@ def main(argv=None):
                            keras.callbacks.CSVLogger(args.out / "log.csv",
                                                      append=state["epochs_done"] > 0),
                            Save()])
+        if args.ema is not None and state["epochs_done"] > start:
+            # `fit` ended by swapping the averaged weights in: checkpoint those.
+            state["averaged_weights"] = True
+            save(dbm, args.out, state)
 
     if state["epochs_done"] < args.epochs:
         run(args.epochs, lr, "joint_seconds")
@@ -145,7 +166,7 @@ def main(argv=None):
             return args.finish_lr * (1.0 - (epoch - args.epochs) / args.finish_epochs)
 
         dbm.k = args.finish_k  # read when the train step is traced, i.e. by fit below
-        dbm.compile(optimizer=keras.optimizers.SGD(args.finish_lr, momentum=0.9))
+        dbm.compile(optimizer=sgd(args.finish_lr, 0.9, args.ema))
         run(total, finish_lr, "finish_seconds")
         print(f"finishing phase: {state['finish_seconds']:.0f} s in total")
 

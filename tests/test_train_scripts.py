@@ -175,3 +175,36 @@ def test_finetune_script_prints_figures_and_keeps_the_history_in_its_json(
     assert len(saved["history"]["val_accuracy"]) == 3
     assert {k: v for k, v in saved.items() if k != "history"} == {
         k: v for k, v in figures.items() if k != "model"}
+
+
+def test_dbm_script_ends_with_averaged_weights(tmp_path, digits_as_mnist):
+    train = _script("train_dbm_mnist")
+
+    def run(name, *extra):
+        out = tmp_path / name
+        train.main(["--layer-sizes", "64", "16", "16", "--pretrain-epochs", "1",
+                    "--epochs", "3", "--batch-size", "50", "--n-chains", "10",
+                    "--finish-epochs", "0", "--lr", "0.05", "--out", str(out), *extra])
+        start = keras.saving.load_model(out / "pretrained.keras").kernels
+        end = keras.saving.load_model(out / "model.keras")
+        moved = sum(float(np.linalg.norm(e.numpy() - s.numpy()))
+                    for s, e in zip(start, end.kernels))
+        return moved, json.loads((out / "state.json").read_text())
+
+    raw, raw_state = run("raw")
+    # Averaging with momentum 0.99 over 60 updates keeps the weights near those of the
+    # first updates: the model ends much nearer its stitched start than the raw run.
+    averaged, averaged_state = run("ema", "--ema", "0.99")
+    assert averaged < 0.5 * raw, (averaged, raw)
+    assert averaged_state["averaged_weights"] and "averaged_weights" not in raw_state
+    # Momentum 0 averages nothing: the run ends where the raw run ends.
+    same, _ = run("ema0", "--ema", "0.0")
+    assert same == pytest.approx(raw, rel=1e-4)
+    # A finished run resumed with --ema trains nothing and keeps its weights.
+    before = keras.saving.load_model(tmp_path / "ema" / "model.keras").kernels[0].numpy()
+    train.main(["--layer-sizes", "64", "16", "16", "--epochs", "3", "--finish-epochs", "0",
+                "--ema", "0.99", "--out", str(tmp_path / "ema"), "--resume"])
+    after = keras.saving.load_model(tmp_path / "ema" / "model.keras").kernels[0].numpy()
+    assert (before == after).all()
+    with pytest.raises(SystemExit):
+        train.parse_args(["--ema", "1.0"])
