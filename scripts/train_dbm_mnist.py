@@ -140,6 +140,7 @@ def main(argv=None):
 
             def on_epoch_end(self, epoch, logs=None):
                 state["epochs_done"] = epoch + 1
+                state.pop("averaged_weights", None)  # this checkpoint holds the raw weights
                 state[seconds_key] = state.get(seconds_key, 0.0) + time.time() - self.t0
                 save(self.model, args.out, state)
 
