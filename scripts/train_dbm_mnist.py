@@ -97,7 +97,7 @@ def main(argv=None):
     state_path = args.out / "state.json"
     if args.resume and state_path.exists():
         state = json.loads(state_path.read_text())
-        dbm = keras.saving.load_model(args.out / "model.keras")
+        dbm = keras.saving.load_model(args.out / "model.keras", compile=False)
         print(f"resuming after {state['epochs_done']} joint epochs")
         state.setdefault("resumed_with", []).append(
             {"epochs_done": state["epochs_done"], **{k: str(v) for k, v in vars(args).items()}})
