@@ -73,7 +73,8 @@ def parse_args(argv=None):
 
 
 def sgd(lr, momentum, ema):
-    """The joint-training optimizer, averaging the weights when `ema` is set."""
+    """The optimizer of a training phase (joint or finishing), averaging the weights
+    when `ema` is set."""
     return keras.optimizers.SGD(lr, momentum=momentum, use_ema=ema is not None,
                                 ema_momentum=0.99 if ema is None else ema)
 
