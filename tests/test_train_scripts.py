@@ -148,15 +148,33 @@ def test_dbm_script_centers(tmp_path, digits_as_mnist):
     out = tmp_path / "dbm_centered"
     _script("train_dbm_mnist").main([
         "--layer-sizes", "64", "16", "16", "--pretrain-epochs", "1", "--epochs", "2",
-        "--batch-size", "50", "--n-chains", "10", "--centering", "--centering-rate", "0.05",
+        "--batch-size", "50", "--n-chains", "10", "--centering-rate", "0.05",
         "--finish-epochs", "0", "--out", str(out)])
     model = keras.saving.load_model(out / "model.keras")
+    # centered by default (the zoo's recipe)
     assert model.centering and model.centering_rate == pytest.approx(0.05)
     offsets = [o.numpy() for o in model.offsets]
     assert [len(o) for o in offsets] == [64, 16, 16]
     # pixel means (the digits' border pixels are always 0), hidden means inside (0, 1)
     assert ((offsets[0] >= 0) & (offsets[0] <= 1)).all() and offsets[0].max() > 0.1
     assert all(((o > 0) & (o < 1)).all() for o in offsets[1:])
+
+
+def test_dbm_script_defaults_are_the_zoo_models_recipe():
+    """`train_dbm_mnist.py` with no arguments runs the recipe on the zoo's card."""
+    train = _script("train_dbm_mnist")
+    card = json.loads((SCRIPTS.parent / "zoo" / "mnist_dbm.json").read_text())
+    assert card["recipe"]["script"] == "scripts/train_dbm_mnist.py"
+    recipe = train.parse_args(card["recipe"]["args"])
+    assert vars(train.parse_args(["--out", str(recipe.out)])) == vars(recipe)
+    config = card["architecture"]
+    assert (recipe.layer_sizes, recipe.n_chains, recipe.k, recipe.n_mean_field,
+            recipe.mean_field_tol, recipe.l2, recipe.seed, recipe.centering,
+            recipe.centering_rate) == (
+        config["layer_sizes"], config["n_chains"], config["k"], config["n_mean_field"],
+        config["mean_field_tol"], config["l2"], config["seed"], config["centering"],
+        config["centering_rate"])
+    assert not train.parse_args(["--no-centering"]).centering
 
 
 def test_finetune_script_prints_figures_and_keeps_the_history_in_its_json(
