@@ -51,7 +51,8 @@ def main(argv=None):
         n_train=args.n_train, n_val=args.n_val, seed=args.seed,
         lr_schedule=args.lr_schedule, optimizer=args.optimizer,
         weight_decay=args.weight_decay, jit_compile=args.jit_compile,
-        head_epochs=args.head_epochs)
+        head_epochs=args.head_epochs, adversarial=args.adversarial,
+        adversarial_alpha=args.adversarial_alpha)
     figures = {k: v for k, v in result.items() if k != "history"}
     print(json.dumps({"model": args.model, **figures}, indent=1))
     print(f"per-epoch metrics: {args.out / 'result.json'} (\"history\")")

@@ -7,6 +7,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import tfboltz as tb
 
@@ -120,3 +121,73 @@ def test_dropout_per_dense_layer():
         tb.RBM(6, 4, visible_copies=2).to_sequential(3)
     with pytest.raises(ValueError, match="Expected an RBM, a DBN or a DBM"):
         tb.classifier.to_sequential(keras.Sequential([keras.Input((3,))]), 2)
+
+
+def _mlp(seed, n_in=64, n_classes=10):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((n_in,)), keras.layers.Dense(32, activation="sigmoid"),
+                             keras.layers.Dense(n_classes, activation="softmax")])
+
+
+def _compiled(model, optimizer):
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def test_adversarial_step_matches_the_objective_computed_by_hand(rng):
+    x = rng.random((8, 5)).astype("float32")
+    y = rng.integers(0, 3, 8)
+    clf = _mlp(0, n_in=5, n_classes=3)
+    reference = _mlp(0, n_in=5, n_classes=3)
+    eps, alpha, lr = 0.3, 0.25, 0.5
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    # the objective by hand: input gradient, perturbed batch, then one SGD step
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        clean = loss_fn(y, reference(xt))
+    x_adv = np.clip(x + eps * np.sign(tape.gradient(clean, xt).numpy()), 0, 1)
+    assert np.abs(x_adv - x).max() > 0  # the perturbation does something
+    with tf.GradientTape() as tape:
+        loss = alpha * loss_fn(y, reference(xt)) + (1 - alpha) * loss_fn(y, reference(x_adv))
+    grads = tape.gradient(loss, reference.trainable_weights)
+    expected = [w.numpy() - lr * g.numpy() for w, g in zip(reference.trainable_weights, grads)]
+
+    trainer = _compiled(tb.classifier.AdversarialTraining(clf, eps, alpha=alpha),
+                        keras.optimizers.SGD(lr))
+    np.testing.assert_allclose(trainer.perturb(x, y), x_adv, atol=1e-6)  # before the step
+    hist = trainer.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    for w, e in zip(clf.trainable_weights, expected):  # trained in place
+        np.testing.assert_allclose(w.numpy(), e, atol=1e-6)
+    assert hist.history["loss"][0] == pytest.approx(float(loss), rel=1e-5)
+    np.testing.assert_allclose(trainer.predict(x, verbose=0), clf.predict(x, verbose=0))
+
+
+def test_adversarial_training_makes_the_classifier_robust_to_the_perturbation(digits):
+    x, y = digits
+    x_fit, y_fit, x_test, y_test = x[:1400], y[:1400], x[1400:], y[1400:]
+    eps = 0.3
+    accuracy = {}
+    for name in ("plain", "adversarial"):
+        clf = _mlp(0)
+        fitted = clf if name == "plain" else tb.classifier.AdversarialTraining(clf, eps)
+        _compiled(fitted, keras.optimizers.Adam(1e-2)).fit(
+            x_fit, y_fit, batch_size=50, epochs=15, verbose=0)
+        probe = _compiled(tb.classifier.AdversarialTraining(clf, eps), "sgd")
+        x_adv = probe.perturb(x_test, y_test)  # attack the trained classifier itself
+        accuracy[name] = {k: float(np.mean(clf.predict(v, verbose=0).argmax(1) == y_test))
+                          for k, v in (("clean", x_test), ("attacked", x_adv))}
+    # seed 0, 397 held-out digits, measured: plain 0.854 clean / 0.083 attacked,
+    # adversarial 0.841 / 0.297; the tolerances leave room for other CPUs' rounding
+    assert accuracy["adversarial"]["attacked"] > accuracy["plain"]["attacked"] + 0.15
+    assert accuracy["adversarial"]["clean"] > 0.8
+
+
+def test_adversarial_training_refuses_bad_settings():
+    clf = _mlp(0)
+    for bad in (dict(epsilon=0.0), dict(epsilon=-0.1), dict(epsilon=float("nan")),
+                dict(epsilon=0.1, alpha=1.0), dict(epsilon=0.1, alpha=-0.5),
+                dict(epsilon=0.1, clip=(1.0, 0.0))):
+        with pytest.raises(ValueError, match="epsilon|alpha|clip"):
+            tb.classifier.AdversarialTraining(clf, **bad)

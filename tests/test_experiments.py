@@ -164,3 +164,17 @@ def test_sgd_weight_decay_and_xla_options(small_dbm, tmp_path):
         with pytest.raises(ValueError, match=next(iter(bad))):
             experiments.finetune_mnist(small_dbm, tmp_path / "bad", epochs=1, **bad)
     assert not (tmp_path / "bad").exists()
+
+
+def test_adversarial_finetuning(small_dbm, tmp_path):
+    res = experiments.finetune_mnist(small_dbm, tmp_path / "adv", epochs=3, lr=1e-2,
+                                     batch_size=20, n_val=50, adversarial=0.1, verbose=0)
+    assert (res["adversarial_epsilon"], res["adversarial_alpha"]) == (0.1, 0.5)
+    assert res["savedmodel_same_labels"] and res["test_error_percent"] < 20
+    assert len(res["history"]["val_accuracy"]) == 3
+    clf = keras.saving.load_model(tmp_path / "adv" / "classifier.keras")
+    assert isinstance(clf, keras.Sequential)  # the wrapper is not what is saved
+    for bad in (dict(adversarial=0.0), dict(adversarial=0.1, adversarial_alpha=1.0)):
+        with pytest.raises(ValueError, match="epsilon"):
+            experiments.finetune_mnist(small_dbm, tmp_path / "bad", epochs=1, **bad)
+    assert not (tmp_path / "bad").exists()

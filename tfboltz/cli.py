@@ -95,6 +95,11 @@ def add_optimizer_arguments(p):
     p.add_argument("--head-epochs", type=int, default=0,
                    help="epochs that fit only the new output layer first (constant --lr), "
                         "before --epochs of the whole classifier")
+    p.add_argument("--adversarial", type=float, default=None, metavar="EPSILON",
+                   help="fast-gradient-sign adversarial training with this epsilon "
+                        "(Goodfellow et al. 2015), applied to the trainable layers' input")
+    p.add_argument("--adversarial-alpha", type=float, default=0.5,
+                   help="weight of the clean loss in the adversarial objective")
 
 
 def _finetune(args):
@@ -107,7 +112,10 @@ def _finetune(args):
                                         optimizer=args.optimizer,
                                         weight_decay=args.weight_decay,
                                         jit_compile=args.jit_compile,
-                                        head_epochs=args.head_epochs, seed=args.seed)
+                                        head_epochs=args.head_epochs,
+                                        adversarial=args.adversarial,
+                                        adversarial_alpha=args.adversarial_alpha,
+                                        seed=args.seed)
     print(f"test error {result['test_error_percent']:.2f}% (best epoch {result['best_epoch']} "
           f"of {args.epochs}); SavedModel {Path(args.out) / 'savedmodel'} reloaded in a fresh "
           f"process: same labels = {result['savedmodel_same_labels']}")

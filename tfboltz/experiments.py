@@ -96,7 +96,8 @@ def evaluate_mnist(model, n_chains=100, n_betas=20000, seed=0, probe=True, n_mea
 def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0.0, n_val=5000,
                    n_train=None, seed=0, monitor="val_accuracy", min_steps_per_epoch=1,
                    lr_schedule="constant", optimizer="adam", weight_decay=None,
-                   jit_compile=False, head_epochs=0, verbose=2):
+                   jit_compile=False, head_epochs=0, adversarial=None, adversarial_alpha=0.5,
+                   verbose=2):
     """Fine-tune `model.to_sequential(10)` on MNIST, export it, check the export.
 
     A DBM classifier's first layer (the mean-field augmentation) is frozen, so its
@@ -138,6 +139,12 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
             usual Keras transfer-learning order: the pretrained layers first receive
             gradients through a trained output layer instead of a random one). These
             epochs see no held-out check and are not counted in `epochs`.
+        adversarial: epsilon of fast-gradient-sign adversarial training
+            (`classifier.AdversarialTraining`), or None for plain training. The
+            perturbation is applied to the trainable layers' input: for a DBM the
+            mean-field-augmented input ``[v, q(h_2)]``, computed once, perturbed and
+            clipped to [0, 1]. Head epochs stay plain.
+        adversarial_alpha: weight of the clean loss in the adversarial objective.
 
     Returns:
         A dict of figures (also written to ``result.json``), with the per-epoch
@@ -151,6 +158,8 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
     head_epochs = validation.non_negative_int("head_epochs", head_epochs)
     if weight_decay is not None:
         weight_decay = validation.non_negative_float("weight_decay", weight_decay)
+    if adversarial is not None:  # checks epsilon and alpha before anything runs
+        classifier.AdversarialTraining(keras.Sequential(), adversarial, adversarial_alpha)
     out_dir = Path(out_dir)
     keras.utils.set_random_seed(seed)
     x, y = data.load_mnist("train")
@@ -196,13 +205,15 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
     if lr_schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(
             lr, decay_steps=epochs * -(-reps * n_fit // batch_size))
-    head.compile(optimizer=make_optimizer(rate), loss="sparse_categorical_crossentropy",
-                 metrics=["accuracy"], jit_compile=bool(jit_compile))
+    fitted = (head if adversarial is None else
+              classifier.AdversarialTraining(head, adversarial, adversarial_alpha))
+    fitted.compile(optimizer=make_optimizer(rate), loss="sparse_categorical_crossentropy",
+                   metrics=["accuracy"], jit_compile=bool(jit_compile))
     t0 = time.time()
     held = dict(validation_data=(f[n_fit:], y[n_fit:n_fit + n_held]),
                 callbacks=[keras.callbacks.EarlyStopping(
                     monitor, patience=epochs, restore_best_weights=True)]) if n_held else {}
-    hist = head.fit(x_fit, y_fit, batch_size=batch_size, epochs=epochs, verbose=verbose, **held)
+    hist = fitted.fit(x_fit, y_fit, batch_size=batch_size, epochs=epochs, verbose=verbose, **held)
     t_fit = time.time() - t0
     clf.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     acc = float(clf.evaluate(x_test, y_test, batch_size=1000, verbose=0)[1])
@@ -225,6 +236,8 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         "dropout": dropout, "batch_size": batch_size, "seed": seed, "monitor": monitor,
         "lr_schedule": lr_schedule, "optimizer": optimizer, "weight_decay": weight_decay,
         "jit_compile": bool(jit_compile), "head_epochs": head_epochs,
+        "adversarial_epsilon": adversarial,
+        "adversarial_alpha": None if adversarial is None else adversarial_alpha,
         "repeats_per_epoch": reps, "first_layer_seconds": t_first,
         "head_seconds": t_head, "fit_seconds": t_fit, **check,
         "history": {k: [float(v) for v in vals] for k, vals in hist.history.items()},
