@@ -105,11 +105,12 @@ def test_cli_eval_and_finetune_on_a_file(small_dbm, tmp_path, capsys):
     assert "average test ELBO" in printed and "with the top layer summed out" in printed
     assert "test_elbo" in json.loads((tmp_path / "e.json").read_text())
     assert cli.main(["finetune", str(path), "--epochs", "1", "--n-val", "40",
-                     "--optimizer", "sgd", "--weight-decay", "0.01",
+                     "--optimizer", "sgd", "--weight-decay", "0.01", "--adversarial", "0.05",
                      "--out", str(tmp_path / "ft")]) == 0
     assert "same labels = True" in capsys.readouterr().out
     result = json.loads((tmp_path / "ft" / "result.json").read_text())
     assert (result["optimizer"], result["weight_decay"]) == ("sgd", 0.01)
+    assert (result["adversarial_epsilon"], result["adversarial_alpha"]) == (0.05, 0.5)
 
 
 def test_few_labels_repeat_within_an_epoch_and_pick_by_loss(small_dbm, tmp_path):
