@@ -23,6 +23,12 @@ def test_product_lists_and_flop():
     # The RBM's epoch-end monitors: one product of at most 1,000 rows.
     assert bench_all.monitor_products(np.zeros((60000, 784)), 512) == [(1000, 784, 512)]
     assert bench_all.monitor_products(np.zeros((300, 64)), 16) == [(300, 64, 16)]
+    plain, adv = bench_all.finetune_products(1784), bench_all.finetune_products(1784, True)
+    assert len(plain) == 8 and (1784, 100, 500, True, False) in plain
+    # two forwards, one gradient down to the input, two halves' weight gradients
+    assert len(adv) == 3 + 3 + 3 + 2 * 5 and adv.count((100, 500, 1784, False, True)) == 1
+    assert bench_all.flop(adv, 1) == pytest.approx(
+        2 * bench_all.flop(plain, 1) + 2 * 100 * (10 * 1000 + 1000 * 500 + 500 * 1784))
 
 
 def test_products_time_runs_transposed_and_bfloat16():
@@ -37,6 +43,8 @@ def test_table_marks_targets():
                     "peak_mb": 1000.0},
         "finetune": {"seconds": 5.0, "products_s": 2.0, "gflops": 200.0, "ratio": 2.5,
                      "peak_mb": 2000.0},
+        "finetune_adv": {"seconds": 9.0, "products_s": 4.5, "gflops": 200.0, "ratio": 2.0,
+                         "peak_mb": 2000.0},
         "ais_dbm": {"seconds": 90.0, "log_z": 1618.3, "n_betas": 20000, "peak_mb": 1200.0},
         "dbm_joint": {"error": "boom"},
     }
@@ -44,6 +52,7 @@ def test_table_marks_targets():
     lines = {line.split()[0]: line for line in text.splitlines()[1:]}
     assert " ok " in lines["rbm_cd1"] and "sklearn 10.00 s (0.30x)" in lines["rbm_cd1"]
     assert "MISSED" in lines["finetune"]
+    assert "plain 5.00 s (1.80x)" in lines["finetune_adv"]
     assert " ok " in lines["ais_dbm"]
     assert "FAILED" in lines["dbm_joint"]
 
