@@ -3,7 +3,7 @@
     python benchmarks/bench_all.py                    # everything (27 minutes on a 2-core AMD EPYC)
     python benchmarks/bench_all.py --json bench.json  # and keep the raw figures
     python benchmarks/bench_all.py --quick            # 6,000 rows, 2,000 betas: a smoke run
-    python benchmarks/bench_all.py --case dbm_joint   # one case, in this process
+    python benchmarks/bench_all.py --case dbm_joint   # only the cases named
 
 Cases (MNIST training rows, float32 grey levels; batches of 100 unless said):
 
@@ -381,7 +381,7 @@ def run_case(name, x, y):
 def child(args):
     data = np.load(args.data)
     x, y = data["x"], data["y"]
-    result = run_case(args.case, x, y)
+    result = run_case(args.case[0], x, y)
     if "products" in result:
         reps, dtype = result["batches"], result.get("dtype", "float32")
         result["products_s"] = products_time(result["products"], reps, dtype)
@@ -462,7 +462,9 @@ def table(results, peer):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--case", help="run one case in this process")
+    p.add_argument("--case", nargs="+",
+                   help="run only these cases (each in its own process), e.g. "
+                        "--case finetune finetune_adv")
     p.add_argument("--quick", action="store_true", help="6,000 rows: a smoke run")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
@@ -476,7 +478,7 @@ def main(argv=None):
     n_rows = 6000 if args.quick else None
     if n_rows:
         x, y = x[:n_rows], y[:n_rows]
-    names = [args.case] if args.case else cases(args.quick)
+    names = args.case or cases(args.quick)
     results = {}
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
