@@ -1,6 +1,6 @@
 """Benchmarks for every model, one command, one table.
 
-    python benchmarks/bench_all.py                    # everything (27 minutes on a 2-core AMD EPYC)
+    python benchmarks/bench_all.py                    # everything (about 30 min, 2-core AMD EPYC)
     python benchmarks/bench_all.py --json bench.json  # and keep the raw figures
     python benchmarks/bench_all.py --quick            # 6,000 rows, 2,000 betas: a smoke run
     python benchmarks/bench_all.py --case dbm_joint   # only the cases named
