@@ -158,8 +158,9 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
     head_epochs = validation.non_negative_int("head_epochs", head_epochs)
     if weight_decay is not None:
         weight_decay = validation.non_negative_float("weight_decay", weight_decay)
-    if adversarial is not None:  # checks epsilon and alpha before anything runs
-        classifier.AdversarialTraining(keras.Sequential(), adversarial, adversarial_alpha)
+    if adversarial is not None:
+        adversarial, adversarial_alpha, _ = classifier.AdversarialTraining.check_settings(
+            adversarial, adversarial_alpha)
     out_dir = Path(out_dir)
     keras.utils.set_random_seed(seed)
     x, y = data.load_mnist("train")
