@@ -108,6 +108,9 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         model: a trained RBM or DBM with 784 visible units, or a ready
             `keras.Sequential` classifier (e.g. a randomly initialised baseline).
         out_dir: where ``classifier.keras``, ``savedmodel/`` and ``result.json`` go.
+            ``classifier.keras`` holds the picked weights, compiled with a fresh
+            optimizer of the recipe's kind at the constant rate `lr` (its state is
+            not the fitting's).
         epochs: training epochs (the best on the held-out rows is kept).
         lr: learning rate (the peak of the cosine schedule).
         dropout: dropout before each Dense layer (a rate, or one per Dense layer).
@@ -216,7 +219,12 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
                     monitor, patience=epochs, restore_best_weights=True)]) if n_held else {}
     hist = fitted.fit(x_fit, y_fit, batch_size=batch_size, epochs=epochs, verbose=verbose, **held)
     t_fit = time.time() - t0
-    clf.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    # Saved compiled with a fresh optimizer of the recipe's kind at the rate `lr`, built
+    # on the classifier's variables, so the file reloads without an optimizer mismatch
+    # and `fit` on the reloaded model continues with the recipe's optimizer.
+    clf.compile(optimizer=make_optimizer(lr), loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"])
+    clf.optimizer.build(clf.trainable_variables)
     acc = float(clf.evaluate(x_test, y_test, batch_size=1000, verbose=0)[1])
     if n_held:
         scores = np.asarray(hist.history[monitor])
