@@ -334,3 +334,113 @@ class AdversarialTraining(keras.Model):
             if metric.name == "loss":
                 metric.update_state(loss)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+
+def _kl_divergence(p, q):
+    """Per-row KL(p || q) between rows of class probabilities."""
+    eps = keras.backend.epsilon()
+    p = tf.clip_by_value(p, eps, 1.0)
+    q = tf.clip_by_value(q, eps, 1.0)
+    return tf.reduce_sum(p * (tf.math.log(p) - tf.math.log(q)), axis=-1)
+
+
+def _unit_rows(d):
+    """Each row of `d` scaled to unit L2 norm over all its features."""
+    axes = list(range(1, len(d.shape)))
+    d = d / (tf.reduce_max(tf.abs(d), axis=axes, keepdims=True) + 1e-12)  # no underflow
+    return d / tf.sqrt(tf.reduce_sum(tf.square(d), axis=axes, keepdims=True) + 1e-12)
+
+
+class VirtualAdversarialTraining(keras.Model):
+    """Fit a classifier with virtual adversarial training (VAT).
+
+    The objective of Miyato, Maeda, Koyama & Ishii ("Virtual Adversarial Training: a
+    Regularization Method for Supervised and Semi-Supervised Learning", TPAMI 2019;
+    ICLR 2016 as "Distributional Smoothing with Virtual Adversarial Training")::
+
+        L(x, y) + weight * KL(p(. | x) || p(. | x + r_vadv))
+        r_vadv = epsilon * g / ||g||_2,  g = grad_r KL(p(. | x) || p(. | x + r)) at r = xi * d
+
+    per example, where ``d`` starts as a random unit direction and is refined by
+    `n_power` steps of power iteration (each ``d <- g / ||g||``), so ``r_vadv`` points
+    where the classifier's prediction changes fastest within an L2 ball of radius
+    `epsilon`. The labels are not used for the perturbation ("virtual"). The reference
+    distribution ``p(. | x)`` and the power iteration use the classifier in inference
+    mode (no dropout) and are held constant; the two loss terms are computed in
+    training mode. No clipping: ``x + r_vadv`` may leave the data's range.
+
+    Like `AdversarialTraining`, the wrapper owns no weights: it trains `classifier` in
+    place. The classifier must output class probabilities (a softmax layer last, as
+    `to_sequential` builds). Each step runs the classifier forward four times and
+    backward twice (once to the inputs).
+
+    Args:
+        classifier: a Keras model with a ``training`` argument that outputs class
+            probabilities.
+        epsilon: L2 norm of the perturbation per example, in input units (> 0); the
+            paper used 2.0 for 784 grey levels in [0, 1].
+        weight: weight of the smoothness term (> 0; 1 in the paper).
+        xi: size of the finite-difference step of the power iteration (> 0).
+        n_power: power-iteration steps (>= 1; 1 in the paper).
+        seed: seed of the random starting directions.
+
+    Example:
+        >>> trainer = VirtualAdversarialTraining(clf, epsilon=2.0)
+        >>> trainer.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+        ...                 metrics=["accuracy"])
+        >>> trainer.fit(x, y, epochs=10)  # clf's weights are the ones trained
+    """
+
+    def __init__(self, classifier, epsilon, weight=1.0, xi=1e-6, n_power=1, seed=None,
+                 **kwargs):
+        epsilon, weight, xi, n_power = self.check_settings(epsilon, weight, xi, n_power)
+        super().__init__(**kwargs)
+        self.classifier = classifier
+        self.epsilon, self.weight, self.xi, self.n_power = epsilon, weight, xi, n_power
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    @staticmethod
+    def check_settings(epsilon, weight=1.0, xi=1e-6, n_power=1):
+        """Return (epsilon, weight, xi, n_power) checked, or raise a `ValueError`."""
+        values = {k: validation.non_negative_float(k, v)
+                  for k, v in (("epsilon", epsilon), ("weight", weight), ("xi", xi))}
+        n_power = validation.positive_int("n_power", n_power)
+        if min(values.values()) == 0.0:
+            raise ValueError("Expected epsilon > 0, weight > 0 and xi > 0. Received: "
+                             + ", ".join(f"{k}={v}" for k, v in values.items()))
+        return values["epsilon"], values["weight"], values["xi"], n_power
+
+    def call(self, inputs, training=False):
+        return self.classifier(inputs, training=training)
+
+    def perturb(self, x):
+        """``x + r_vadv`` at the current weights (inference mode)."""
+        x = tf.convert_to_tensor(x, dtype=self.compute_dtype)
+        return x + self._direction(x, tf.stop_gradient(self(x, training=False)))
+
+    def _direction(self, x, p):
+        d = keras.random.normal(tf.shape(x), seed=self.seed_generator, dtype=x.dtype)
+        for _ in range(self.n_power):
+            d = self.xi * _unit_rows(d)
+            with tf.GradientTape() as tape:
+                tape.watch(d)
+                divergence = tf.reduce_sum(_kl_divergence(p, self(x + d, training=False)))
+            d = tape.gradient(divergence, d)
+        return tf.stop_gradient(self.epsilon * _unit_rows(d))
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x = tf.convert_to_tensor(x, dtype=self.compute_dtype)
+        p = tf.stop_gradient(self(x, training=False))
+        r_vadv = self._direction(x, p)
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            clean = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
+            smoothness = tf.reduce_mean(_kl_divergence(p, self(x + r_vadv, training=True)))
+            loss = clean + self.weight * smoothness
+        weights = self.trainable_weights
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+        for metric in self.metrics:
+            if metric.name == "loss":
+                metric.update_state(loss)
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)

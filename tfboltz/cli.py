@@ -100,6 +100,11 @@ def add_optimizer_arguments(p):
                         "(Goodfellow et al. 2015), applied to the trainable layers' input")
     p.add_argument("--adversarial-alpha", type=float, default=0.5,
                    help="weight of the clean loss in the adversarial objective")
+    p.add_argument("--vat", type=float, default=None, metavar="EPSILON",
+                   help="virtual adversarial training (Miyato et al. 2019) with this L2 "
+                        "radius, applied to the trainable layers' input")
+    p.add_argument("--vat-weight", type=float, default=1.0,
+                   help="weight of the virtual adversarial smoothness term")
 
 
 def _finetune(args):
@@ -115,6 +120,7 @@ def _finetune(args):
                                         head_epochs=args.head_epochs,
                                         adversarial=args.adversarial,
                                         adversarial_alpha=args.adversarial_alpha,
+                                        vat=args.vat, vat_weight=args.vat_weight,
                                         seed=args.seed)
     print(f"test error {result['test_error_percent']:.2f}% (best epoch {result['best_epoch']} "
           f"of {args.epochs}); SavedModel {Path(args.out) / 'savedmodel'} reloaded in a fresh "

@@ -97,7 +97,7 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
                    n_train=None, seed=0, monitor="val_accuracy", min_steps_per_epoch=1,
                    lr_schedule="constant", optimizer="adam", weight_decay=None,
                    jit_compile=False, head_epochs=0, adversarial=None, adversarial_alpha=0.5,
-                   verbose=2):
+                   vat=None, vat_weight=1.0, verbose=2):
     """Fine-tune `model.to_sequential(10)` on MNIST, export it, check the export.
 
     A DBM classifier's first layer (the mean-field augmentation) is frozen, so its
@@ -148,6 +148,10 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
             mean-field-augmented input ``[v, q(h_2)]``, computed once, perturbed and
             clipped to [0, 1]. Head epochs stay plain.
         adversarial_alpha: weight of the clean loss in the adversarial objective.
+        vat: L2 radius of virtual adversarial training
+            (`classifier.VirtualAdversarialTraining`) on the same input, or None. Not
+            together with `adversarial`. Head epochs stay plain.
+        vat_weight: weight of its smoothness term.
 
     Returns:
         A dict of figures (also written to ``result.json``), with the per-epoch
@@ -164,6 +168,12 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
     if adversarial is not None:
         adversarial, adversarial_alpha, _ = classifier.AdversarialTraining.check_settings(
             adversarial, adversarial_alpha)
+    if vat is not None:
+        if adversarial is not None:
+            raise ValueError("Expected one of adversarial and vat, not both. Received: "
+                             f"adversarial={adversarial}, vat={vat}")
+        vat, vat_weight, _, _ = classifier.VirtualAdversarialTraining.check_settings(
+            vat, vat_weight)
     out_dir = Path(out_dir)
     keras.utils.set_random_seed(seed)
     x, y = data.load_mnist("train")
@@ -209,8 +219,11 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
     if lr_schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(
             lr, decay_steps=epochs * -(-reps * n_fit // batch_size))
-    fitted = (head if adversarial is None else
-              classifier.AdversarialTraining(head, adversarial, adversarial_alpha))
+    fitted = head
+    if adversarial is not None:
+        fitted = classifier.AdversarialTraining(head, adversarial, adversarial_alpha)
+    elif vat is not None:
+        fitted = classifier.VirtualAdversarialTraining(head, vat, vat_weight, seed=seed)
     fitted.compile(optimizer=make_optimizer(rate), loss="sparse_categorical_crossentropy",
                    metrics=["accuracy"], jit_compile=bool(jit_compile))
     t0 = time.time()
@@ -247,6 +260,7 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         "jit_compile": bool(jit_compile), "head_epochs": head_epochs,
         "adversarial_epsilon": adversarial,
         "adversarial_alpha": None if adversarial is None else adversarial_alpha,
+        "vat_epsilon": vat, "vat_weight": None if vat is None else vat_weight,
         "repeats_per_epoch": reps, "first_layer_seconds": t_first,
         "head_seconds": t_head, "fit_seconds": t_fit, **check,
         "history": {k: [float(v) for v in vals] for k, vals in hist.history.items()},
