@@ -189,3 +189,19 @@ def test_adversarial_finetuning(small_dbm, tmp_path):
         with pytest.raises(ValueError, match="epsilon"):
             experiments.finetune_mnist(small_dbm, tmp_path / "bad", epochs=1, **bad)
     assert not (tmp_path / "bad").exists()
+
+
+def test_virtual_adversarial_finetuning_from_the_cli(small_dbm, tmp_path, capsys):
+    path = tmp_path / "dbm.keras"
+    small_dbm.save(path)
+    assert cli.main(["finetune", str(path), "--epochs", "2", "--n-val", "40", "--vat", "1.5",
+                     "--vat-weight", "0.5", "--out", str(tmp_path / "vat")]) == 0
+    assert "same labels = True" in capsys.readouterr().out
+    result = json.loads((tmp_path / "vat" / "result.json").read_text())
+    assert (result["vat_epsilon"], result["vat_weight"]) == (1.5, 0.5)
+    assert result["adversarial_epsilon"] is None and len(result["history"]["loss"]) == 2
+    for bad, match in ((dict(vat=0.0), "epsilon"), (dict(vat=1.0, vat_weight=-1.0), "weight"),
+                       (dict(vat=1.0, adversarial=0.1), "not both")):
+        with pytest.raises(ValueError, match=match):
+            experiments.finetune_mnist(small_dbm, tmp_path / "bad", epochs=1, **bad)
+    assert not (tmp_path / "bad").exists()
