@@ -21,6 +21,9 @@ finetune            one epoch of the DBM's Sequential classifier (784+1000 -> 50
 finetune_adv        the same epoch with fast-gradient-sign adversarial training
                     (`tb.classifier.AdversarialTraining`, epsilon 0.1); beside it
                     the plain finetune epoch of the same run.
+finetune_vat        the same epoch with virtual adversarial training
+                    (`tb.classifier.VirtualAdversarialTraining`, epsilon 2, one
+                    power step); beside it the plain finetune epoch of the same run.
 *_bf16              rbm_cd1 and dbm_joint with `matmul_dtype="bfloat16"` (mixed
                     precision); their products are timed in bfloat16 too.
 *_xla               rbm_cd1, dbm_pretrain and finetune compiled with XLA
@@ -308,22 +311,27 @@ def _batches(f, y):
     return ds.with_options(input_options())
 
 
-def finetune_products(d, adversarial=False):
+def finetune_products(d, wrapper=None):
     """The matrix products of one step of the DBM classifier's trainable layers
-    (d -> 500 -> 1000 -> 10); with `adversarial`, those of `AdversarialTraining`'s step."""
+    (d -> 500 -> 1000 -> 10); with `wrapper` "adversarial" or "vat", those of the step of
+    `AdversarialTraining` or `VirtualAdversarialTraining`."""
     ta, tb = (True, False), (False, True)
     forward = [(B, d, 500), (B, 500, 1000), (B, 1000, 10)]
     weight_grads = [(1000, B, 10, *ta), (500, B, 1000, *ta), (d, B, 500, *ta)]  # X.T dY
     hidden_grads = [(B, 10, 1000, *tb), (B, 1000, 500, *tb)]                  # dY W.T
-    if not adversarial:
+    to_input = hidden_grads + [(B, 500, d, *tb)]
+    if wrapper is None:
         return forward + weight_grads + hidden_grads
-    # clean forward, its gradient down to the input, the perturbed forward, then the
-    # weight gradients of both halves of the loss
-    return (forward + hidden_grads + [(B, 500, d, *tb)] + forward
-            + 2 * (weight_grads + hidden_grads))
+    if wrapper == "adversarial":
+        # clean forward, its gradient down to the input, the perturbed forward, then the
+        # weight gradients of both halves of the loss
+        return forward + to_input + forward + 2 * (weight_grads + hidden_grads)
+    # the reference forward, one power step (forward at x + xi d, back to the input),
+    # the clean and the perturbed forwards, the weight gradients of both terms
+    return 2 * forward + to_input + 2 * forward + 2 * (weight_grads + hidden_grads)
 
 
-def case_finetune(x, y, jit=False, adversarial=False):
+def case_finetune(x, y, jit=False, wrapper=None):
     import keras
 
     import tfboltz as tb
@@ -333,13 +341,17 @@ def case_finetune(x, y, jit=False, adversarial=False):
     first = clf.layers[0]
     f = np.concatenate([first(x[i:i + 1000]).numpy() for i in range(0, len(x), 1000)])
     head = keras.Sequential([keras.Input((f.shape[1],)), *clf.layers[1:]])
-    fitted = tb.classifier.AdversarialTraining(head, 0.1) if adversarial else head
+    fitted = head
+    if wrapper == "adversarial":
+        fitted = tb.classifier.AdversarialTraining(head, 0.1)
+    elif wrapper == "vat":
+        fitted = tb.classifier.VirtualAdversarialTraining(head, 2.0, seed=0)
     fitted.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
                    steps_per_execution=50, jit_compile=jit)
     timer = EpochTimer()
     fitted.fit(_batches(f, y), epochs=1 + TIMED_EPOCHS, verbose=0, callbacks=[timer])
     return {**timer.timed(), "batches": math.ceil(len(x) / B),
-            "products": finetune_products(f.shape[1], adversarial)}
+            "products": finetune_products(f.shape[1], wrapper)}
 
 
 SCALE_HIDDEN = (512, 1024, 2048, 4096)
@@ -370,7 +382,9 @@ def run_case(name, x, y):
     if name == "finetune":
         return case_finetune(x[:55000], y[:55000])
     if name == "finetune_adv":
-        return case_finetune(x[:55000], y[:55000], adversarial=True)
+        return case_finetune(x[:55000], y[:55000], wrapper="adversarial")
+    if name == "finetune_vat":
+        return case_finetune(x[:55000], y[:55000], wrapper="vat")
     if name.startswith("scale_h"):
         return case_rbm(x[:10000], n_hid=int(name[7:]))
     if name.startswith("scale_b"):
@@ -397,8 +411,8 @@ def child(args):
 
 def cases(quick):
     names = ["rbm_cd1", "rbm_pcd1", "dbm_pretrain", "dbm_joint", "dbm_joint_numpy", "ais_dbm",
-             "finetune", "finetune_adv", "rbm_cd1_bf16", "dbm_joint_bf16", "rbm_cd1_xla",
-             "dbm_pretrain_xla", "finetune_xla"]
+             "finetune", "finetune_adv", "finetune_vat", "rbm_cd1_bf16", "dbm_joint_bf16",
+             "rbm_cd1_xla", "dbm_pretrain_xla", "finetune_xla"]
     names += [f"scale_h{h}" for h in SCALE_HIDDEN] + [f"scale_b{b}" for b in SCALE_BATCH]
     return names
 
@@ -445,7 +459,7 @@ def table(results, peer):
         if name == "rbm_pcd1" and "seconds" in peer.get("sklearn", {}):
             sk = peer["sklearn"]["seconds"]  # BernoulliRBM learns by PCD-1
             note = f"sklearn {sk:.2f} s ({r['seconds'] / sk:.2f}x)"
-        if name == "finetune_adv" and "seconds" in results.get("finetune", {}):
+        if name in ("finetune_adv", "finetune_vat") and "seconds" in results.get("finetune", {}):
             plain = results["finetune"]["seconds"]
             note = f"plain {plain:.2f} s ({r['seconds'] / plain:.2f}x)"
         if name == "dbm_joint" and "seconds" in results.get("dbm_joint_numpy", {}):

@@ -23,12 +23,17 @@ def test_product_lists_and_flop():
     # The RBM's epoch-end monitors: one product of at most 1,000 rows.
     assert bench_all.monitor_products(np.zeros((60000, 784)), 512) == [(1000, 784, 512)]
     assert bench_all.monitor_products(np.zeros((300, 64)), 16) == [(300, 64, 16)]
-    plain, adv = bench_all.finetune_products(1784), bench_all.finetune_products(1784, True)
+    plain, adv = bench_all.finetune_products(1784), bench_all.finetune_products(1784, "adversarial")
     assert len(plain) == 8 and (1784, 100, 500, True, False) in plain
     # two forwards, one gradient down to the input, two halves' weight gradients
     assert len(adv) == 3 + 3 + 3 + 2 * 5 and adv.count((100, 500, 1784, False, True)) == 1
     assert bench_all.flop(adv, 1) == pytest.approx(
         2 * bench_all.flop(plain, 1) + 2 * 100 * (10 * 1000 + 1000 * 500 + 500 * 1784))
+    # VAT: one more forward for the reference and one for the power step
+    vat = bench_all.finetune_products(1784, "vat")
+    assert len(vat) == len(adv) + 2 * 3
+    assert bench_all.flop(vat, 1) == pytest.approx(
+        bench_all.flop(adv, 1) + 2 * 2 * 100 * (1784 * 500 + 500 * 1000 + 1000 * 10))
 
 
 def test_products_time_runs_transposed_and_bfloat16():
