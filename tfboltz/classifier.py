@@ -371,8 +371,10 @@ class VirtualAdversarialTraining(keras.Model):
 
     Like `AdversarialTraining`, the wrapper owns no weights: it trains `classifier` in
     place. The classifier must output class probabilities (a softmax layer last, as
-    `to_sequential` builds). Each step runs the classifier forward four times and
-    backward twice (once to the inputs).
+    `to_sequential` builds). Sample weights weigh the classification loss only. Each
+    step runs the classifier forward four times (reference, power step, clean,
+    perturbed) and back-propagates through three of them (the power step to the
+    inputs, the last two to the weights).
 
     Args:
         classifier: a Keras model with a ``training`` argument that outputs class
