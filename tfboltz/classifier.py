@@ -247,6 +247,17 @@ def _dropout_rates(dropout, n_dense):
     return rates
 
 
+def _apply_step(model, tape, loss, x, y, y_pred, sample_weight):
+    """The end of a wrapper's `train_step`: apply the gradient of `loss` to the
+    trainable weights, report `loss` as the loss and the metrics on the clean batch."""
+    weights = model.trainable_weights
+    model.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+    for metric in model.metrics:
+        if metric.name == "loss":
+            metric.update_state(loss)
+    return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+
 class AdversarialTraining(keras.Model):
     """Fit a classifier on clean and fast-gradient-sign perturbed inputs.
 
@@ -327,13 +338,9 @@ class AdversarialTraining(keras.Model):
             adversarial = self.compute_loss(x=x_adv, y=y, y_pred=self(x_adv, training=True),
                                             sample_weight=sample_weight)
             loss = self.alpha * clean + (1.0 - self.alpha) * adversarial
-        weights = self.trainable_weights
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+        logs = _apply_step(self, tape, loss, x, y, y_pred, sample_weight)
         del tape
-        for metric in self.metrics:
-            if metric.name == "loss":
-                metric.update_state(loss)
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return logs
 
 
 def _kl_divergence(p, q):
@@ -440,9 +447,4 @@ class VirtualAdversarialTraining(keras.Model):
             clean = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
             smoothness = tf.reduce_mean(_kl_divergence(p, self(x + r_vadv, training=True)))
             loss = clean + self.weight * smoothness
-        weights = self.trainable_weights
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
-        for metric in self.metrics:
-            if metric.name == "loss":
-                metric.update_state(loss)
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return _apply_step(self, tape, loss, x, y, y_pred, sample_weight)
