@@ -104,6 +104,8 @@ def test_gaussian_and_softmax_dbm_classifiers_build(rng):
 def test_bad_requests():
     with pytest.raises(ValueError, match="num_classes"):
         tb.DBM([6, 5, 4]).to_sequential(0)
+    with pytest.raises(ValueError, match="Expected an integer >= 2. Received: num_classes=1"):
+        tb.RBM(6, 4).to_sequential(1)
     with pytest.raises(ValueError, match="dropout"):
         tb.RBM(6, 4).to_sequential(3, dropout=1.0)
     with pytest.raises(ValueError, match="one dropout rate per Dense layer \\(3\\)"):

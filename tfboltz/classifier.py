@@ -160,7 +160,8 @@ def to_sequential(model, num_classes, dropout=0.0, n_mean_field=None, name=None)
 
     Args:
         model: a trained `tfboltz.RBM` or `tfboltz.DBM`.
-        num_classes: size of the softmax output layer (initialised at random).
+        num_classes: size of the softmax output layer (initialised at random), at
+            least 2: a softmax over one class is constant.
         dropout: dropout rate before each Dense layer (0 disables it), or a list of
             rates, one per Dense layer from the first to the softmax output (e.g.
             ``[0.2, 0.5, 0.5]`` for a 2-layer DBM: inputs 0.2, hidden layers 0.5).
@@ -182,7 +183,7 @@ def to_sequential(model, num_classes, dropout=0.0, n_mean_field=None, name=None)
     from tfboltz.dbn import DBN
     from tfboltz.rbm import RBM
 
-    num_classes = validation.positive_int("num_classes", num_classes)
+    num_classes = validation.int_at_least("num_classes", num_classes, 2)
     if not isinstance(model, (RBM, DBM, DBN)):
         raise ValueError("Expected an RBM, a DBN or a DBM to turn into a classifier. "
                          f"Received: {type(model).__name__}")

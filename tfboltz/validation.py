@@ -19,6 +19,11 @@ def positive_int(name, value):
     return _int_at_least(name, value, 1, "a positive integer")
 
 
+def int_at_least(name, value, minimum):
+    """Return `value` if it is an integer >= `minimum`, else raise a `ValueError`."""
+    return _int_at_least(name, value, minimum, f"an integer >= {minimum}")
+
+
 def non_negative_int(name, value):
     """Return `value` if it is an integer >= 0, else raise a `ValueError`."""
     return _int_at_least(name, value, 0, "a non-negative integer")
