@@ -326,9 +326,10 @@ def finetune_products(d, wrapper=None):
         # clean forward, its gradient down to the input, the perturbed forward, then the
         # weight gradients of both halves of the loss
         return forward + to_input + forward + 2 * (weight_grads + hidden_grads)
-    # the reference forward, one power step (forward at x + xi d, back to the input),
-    # the clean and the perturbed forwards, the weight gradients of both terms
-    return 2 * forward + to_input + 2 * forward + 2 * (weight_grads + hidden_grads)
+    # the reference forward, one power step (a forward with its tangent J d: the
+    # products of two forwards; then J' (J d / p) back to the input), the clean and the
+    # perturbed forwards, the weight gradients of both terms
+    return 3 * forward + to_input + 2 * forward + 2 * (weight_grads + hidden_grads)
 
 
 def case_finetune(x, y, jit=False, wrapper=None):

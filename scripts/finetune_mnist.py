@@ -52,7 +52,8 @@ def main(argv=None):
         lr_schedule=args.lr_schedule, optimizer=args.optimizer,
         weight_decay=args.weight_decay, jit_compile=args.jit_compile,
         head_epochs=args.head_epochs, adversarial=args.adversarial,
-        adversarial_alpha=args.adversarial_alpha, vat=args.vat, vat_weight=args.vat_weight)
+        adversarial_alpha=args.adversarial_alpha, vat=args.vat, vat_weight=args.vat_weight,
+        vat_xi=args.vat_xi)
     figures = {k: v for k, v in result.items() if k != "history"}
     print(json.dumps({"model": args.model, **figures}, indent=1))
     print(f"per-epoch metrics: {args.out / 'result.json'} (\"history\")")

@@ -198,9 +198,13 @@ def test_virtual_adversarial_finetuning_from_the_cli(small_dbm, tmp_path, capsys
                      "--vat-weight", "0.5", "--out", str(tmp_path / "vat")]) == 0
     assert "same labels = True" in capsys.readouterr().out
     result = json.loads((tmp_path / "vat" / "result.json").read_text())
-    assert (result["vat_epsilon"], result["vat_weight"]) == (1.5, 0.5)
+    assert (result["vat_epsilon"], result["vat_weight"], result["vat_xi"]) == (1.5, 0.5, "exact")
     assert result["adversarial_epsilon"] is None and len(result["history"]["loss"]) == 2
+    assert cli.main(["finetune", str(path), "--epochs", "1", "--n-val", "40", "--vat", "1.5",
+                     "--vat-xi", "1e-3", "--out", str(tmp_path / "vat_fd")]) == 0
+    assert json.loads((tmp_path / "vat_fd" / "result.json").read_text())["vat_xi"] == 1e-3
     for bad, match in ((dict(vat=0.0), "epsilon"), (dict(vat=1.0, vat_weight=-1.0), "weight"),
+                       (dict(vat=1.0, vat_xi=0.0), "xi"),
                        (dict(vat=1.0, adversarial=0.1), "not both")):
         with pytest.raises(ValueError, match=match):
             experiments.finetune_mnist(small_dbm, tmp_path / "bad", epochs=1, **bad)

@@ -105,6 +105,9 @@ def add_optimizer_arguments(p):
                         "radius, applied to the trainable layers' input")
     p.add_argument("--vat-weight", type=float, default=1.0,
                    help="weight of the virtual adversarial smoothness term")
+    p.add_argument("--vat-xi", type=float, default=None, metavar="XI",
+                   help="the paper's finite-difference power step of this size instead of "
+                        "the exact one (1e-6 in the paper, below float32's resolution)")
 
 
 def _finetune(args):
@@ -121,6 +124,7 @@ def _finetune(args):
                                         adversarial=args.adversarial,
                                         adversarial_alpha=args.adversarial_alpha,
                                         vat=args.vat, vat_weight=args.vat_weight,
+                                        vat_xi=args.vat_xi,
                                         seed=args.seed)
     print(f"test error {result['test_error_percent']:.2f}% (best epoch {result['best_epoch']} "
           f"of {args.epochs}); SavedModel {Path(args.out) / 'savedmodel'} reloaded in a fresh "

@@ -97,7 +97,7 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
                    n_train=None, seed=0, monitor="val_accuracy", min_steps_per_epoch=1,
                    lr_schedule="constant", optimizer="adam", weight_decay=None,
                    jit_compile=False, head_epochs=0, adversarial=None, adversarial_alpha=0.5,
-                   vat=None, vat_weight=1.0, verbose=2):
+                   vat=None, vat_weight=1.0, vat_xi=None, verbose=2):
     """Fine-tune `model.to_sequential(10)` on MNIST, export it, check the export.
 
     A DBM classifier's first layer (the mean-field augmentation) is frozen, so its
@@ -152,6 +152,9 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
             (`classifier.VirtualAdversarialTraining`) on the same input, or None. Not
             together with `adversarial`. Head epochs stay plain.
         vat_weight: weight of its smoothness term.
+        vat_xi: None for the exact power step of `VirtualAdversarialTraining`, or the
+            paper's finite-difference step (what this function used, at 1e-6, before
+            the exact step existed).
 
     Returns:
         A dict of figures (also written to ``result.json``), with the per-epoch
@@ -172,8 +175,8 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         if adversarial is not None:
             raise ValueError("Expected one of adversarial and vat, not both. Received: "
                              f"adversarial={adversarial}, vat={vat}")
-        vat, vat_weight, _, _ = classifier.VirtualAdversarialTraining.check_settings(
-            vat, vat_weight)
+        vat, vat_weight, vat_xi, _ = classifier.VirtualAdversarialTraining.check_settings(
+            vat, vat_weight, vat_xi)
     out_dir = Path(out_dir)
     keras.utils.set_random_seed(seed)
     x, y = data.load_mnist("train")
@@ -223,7 +226,8 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
     if adversarial is not None:
         fitted = classifier.AdversarialTraining(head, adversarial, adversarial_alpha)
     elif vat is not None:
-        fitted = classifier.VirtualAdversarialTraining(head, vat, vat_weight, seed=seed)
+        fitted = classifier.VirtualAdversarialTraining(head, vat, vat_weight, xi=vat_xi,
+                                                       seed=seed)
     fitted.compile(optimizer=make_optimizer(rate), loss="sparse_categorical_crossentropy",
                    metrics=["accuracy"], jit_compile=bool(jit_compile))
     t0 = time.time()
@@ -261,6 +265,7 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         "adversarial_epsilon": adversarial,
         "adversarial_alpha": None if adversarial is None else adversarial_alpha,
         "vat_epsilon": vat, "vat_weight": None if vat is None else vat_weight,
+        "vat_xi": None if vat is None else (vat_xi or "exact"),
         "repeats_per_epoch": reps, "first_layer_seconds": t_first,
         "head_seconds": t_head, "fit_seconds": t_fit, **check,
         "history": {k: [float(v) for v in vals] for k, vals in hist.history.items()},
