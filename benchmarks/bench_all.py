@@ -23,7 +23,10 @@ finetune_adv        the same epoch with fast-gradient-sign adversarial training
                     the plain finetune epoch of the same run.
 finetune_vat        the same epoch with virtual adversarial training
                     (`tb.classifier.VirtualAdversarialTraining`, epsilon 2, one
-                    power step); beside it the plain finetune epoch of the same run.
+                    power step, exact Hessian-vector product); beside it the plain
+                    finetune epoch of the same run.
+finetune_vat_fd     the same with the paper's finite-difference power step
+                    (xi 1e-6) instead of the exact one.
 *_bf16              rbm_cd1 and dbm_joint with `matmul_dtype="bfloat16"` (mixed
                     precision); their products are timed in bfloat16 too.
 *_xla               rbm_cd1, dbm_pretrain and finetune compiled with XLA
@@ -313,8 +316,9 @@ def _batches(f, y):
 
 def finetune_products(d, wrapper=None):
     """The matrix products of one step of the DBM classifier's trainable layers
-    (d -> 500 -> 1000 -> 10); with `wrapper` "adversarial" or "vat", those of the step of
-    `AdversarialTraining` or `VirtualAdversarialTraining`."""
+    (d -> 500 -> 1000 -> 10); with `wrapper` "adversarial", "vat" or "vat_fd", those of
+    the step of `AdversarialTraining` or `VirtualAdversarialTraining` (exact or
+    finite-difference power step)."""
     ta, tb = (True, False), (False, True)
     forward = [(B, d, 500), (B, 500, 1000), (B, 1000, 10)]
     weight_grads = [(1000, B, 10, *ta), (500, B, 1000, *ta), (d, B, 500, *ta)]  # X.T dY
@@ -326,10 +330,11 @@ def finetune_products(d, wrapper=None):
         # clean forward, its gradient down to the input, the perturbed forward, then the
         # weight gradients of both halves of the loss
         return forward + to_input + forward + 2 * (weight_grads + hidden_grads)
-    # the reference forward, one power step (a forward with its tangent J d: the
-    # products of two forwards; then J' (J d / p) back to the input), the clean and the
-    # perturbed forwards, the weight gradients of both terms
-    return 3 * forward + to_input + 2 * forward + 2 * (weight_grads + hidden_grads)
+    # the reference forward, one power step (exact: a forward with its tangent J d, the
+    # products of two forwards; finite difference: one forward at x + xi d; then back to
+    # the input), the clean and the perturbed forwards, the weight gradients of both terms
+    power = 2 * forward if wrapper == "vat" else forward
+    return forward + power + to_input + 2 * forward + 2 * (weight_grads + hidden_grads)
 
 
 def case_finetune(x, y, jit=False, wrapper=None):
@@ -345,8 +350,9 @@ def case_finetune(x, y, jit=False, wrapper=None):
     fitted = head
     if wrapper == "adversarial":
         fitted = tb.classifier.AdversarialTraining(head, 0.1)
-    elif wrapper == "vat":
-        fitted = tb.classifier.VirtualAdversarialTraining(head, 2.0, seed=0)
+    elif wrapper in ("vat", "vat_fd"):
+        xi = 1e-6 if wrapper == "vat_fd" else None
+        fitted = tb.classifier.VirtualAdversarialTraining(head, 2.0, xi=xi, seed=0)
     fitted.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
                    steps_per_execution=50, jit_compile=jit)
     timer = EpochTimer()
@@ -384,8 +390,8 @@ def run_case(name, x, y):
         return case_finetune(x[:55000], y[:55000])
     if name == "finetune_adv":
         return case_finetune(x[:55000], y[:55000], wrapper="adversarial")
-    if name == "finetune_vat":
-        return case_finetune(x[:55000], y[:55000], wrapper="vat")
+    if name in ("finetune_vat", "finetune_vat_fd"):
+        return case_finetune(x[:55000], y[:55000], wrapper=name[9:])
     if name.startswith("scale_h"):
         return case_rbm(x[:10000], n_hid=int(name[7:]))
     if name.startswith("scale_b"):
@@ -412,8 +418,8 @@ def child(args):
 
 def cases(quick):
     names = ["rbm_cd1", "rbm_pcd1", "dbm_pretrain", "dbm_joint", "dbm_joint_numpy", "ais_dbm",
-             "finetune", "finetune_adv", "finetune_vat", "rbm_cd1_bf16", "dbm_joint_bf16",
-             "rbm_cd1_xla", "dbm_pretrain_xla", "finetune_xla"]
+             "finetune", "finetune_adv", "finetune_vat", "finetune_vat_fd", "rbm_cd1_bf16",
+             "dbm_joint_bf16", "rbm_cd1_xla", "dbm_pretrain_xla", "finetune_xla"]
     names += [f"scale_h{h}" for h in SCALE_HIDDEN] + [f"scale_b{b}" for b in SCALE_BATCH]
     return names
 
@@ -460,7 +466,8 @@ def table(results, peer):
         if name == "rbm_pcd1" and "seconds" in peer.get("sklearn", {}):
             sk = peer["sklearn"]["seconds"]  # BernoulliRBM learns by PCD-1
             note = f"sklearn {sk:.2f} s ({r['seconds'] / sk:.2f}x)"
-        if name in ("finetune_adv", "finetune_vat") and "seconds" in results.get("finetune", {}):
+        if (name in ("finetune_adv", "finetune_vat", "finetune_vat_fd")
+                and "seconds" in results.get("finetune", {})):
             plain = results["finetune"]["seconds"]
             note = f"plain {plain:.2f} s ({r['seconds'] / plain:.2f}x)"
         if name == "dbm_joint" and "seconds" in results.get("dbm_joint_numpy", {}):

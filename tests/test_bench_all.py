@@ -35,6 +35,8 @@ def test_product_lists_and_flop():
     assert len(vat) == len(adv) + 3 * 3
     assert bench_all.flop(vat, 1) == pytest.approx(
         bench_all.flop(adv, 1) + 3 * 2 * 100 * (1784 * 500 + 500 * 1000 + 1000 * 10))
+    # the paper's finite difference: one forward fewer than the exact power step
+    assert len(bench_all.finetune_products(1784, "vat_fd")) == len(vat) - 3
 
 
 def test_products_time_runs_transposed_and_bfloat16():
