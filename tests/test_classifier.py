@@ -195,13 +195,31 @@ def test_adversarial_training_refuses_bad_settings():
             tb.classifier.AdversarialTraining(clf, **bad)
 
 
+def _linear_softmax(scale):
+    keras.utils.set_random_seed(0)
+    clf = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="softmax")])
+    w, b = clf.layers[0].kernel.numpy() * scale, clf.layers[0].bias.numpy()
+    clf.layers[0].kernel.assign(w)
+    return clf, w.astype("float64"), b.astype("float64")
+
+
+def _assert_top_eigenvectors(r, x, w, b, min_cos, min_gap):
+    """Each row of `r` (norm 0.7) lies along the top eigenvector of the linear softmax's
+    H = W (diag(p) - p p') W' at its row of `x`, computed in float64."""
+    np.testing.assert_allclose(np.linalg.norm(r, axis=1), 0.7, rtol=1e-5)
+    for row, xrow in zip(r, x.astype("float64")):
+        z = xrow @ w + b
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        eigvals, eigvecs = np.linalg.eigh(w @ (np.diag(p) - np.outer(p, p)) @ w.T)
+        assert eigvals[-1] > min_gap * eigvals[-2]  # a top direction to find
+        assert abs(row @ eigvecs[:, -1]) / 0.7 > min_cos
+
+
 def test_vat_power_iteration_finds_the_most_sensitive_direction(rng):
     # A linear softmax classifier: KL(p(x) || p(x + r)) = r' H r / 2 + O(r^3) with
     # H = W (diag(p) - p p') W', so enough power steps must end on H's top eigenvector.
-    keras.utils.set_random_seed(0)
-    clf = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="softmax")])
-    w, b = clf.layers[0].kernel.numpy() * 3, clf.layers[0].bias.numpy()
-    clf.layers[0].kernel.assign(w)
+    clf, w, b = _linear_softmax(3)
     x = rng.random((5, 6)).astype("float32")
     # exact Hessian-vector products (the default), and the paper's finite difference
     # with a step that float32 resolves; measured |cos| 0.9999999 and 0.9999993 (0.99926
@@ -210,35 +228,19 @@ def test_vat_power_iteration_finds_the_most_sensitive_direction(rng):
         vat = tb.classifier.VirtualAdversarialTraining(clf, epsilon=0.7, xi=xi, n_power=40,
                                                        seed=1)
         r = (vat.perturb(x) - x).numpy().astype("float64")
-        np.testing.assert_allclose(np.linalg.norm(r, axis=1), 0.7, rtol=1e-5)
-        for row, xrow in zip(r, x):
-            z = xrow @ w + b
-            p = np.exp(z - z.max())
-            p /= p.sum()
-            eigvals, eigvecs = np.linalg.eigh(w @ (np.diag(p) - np.outer(p, p)) @ w.T)
-            assert eigvals[-1] > 1.5 * eigvals[-2]  # a top direction to find
-            assert abs(row @ eigvecs[:, -1]) / 0.7 > min_cos
+        _assert_top_eigenvectors(r, x, w, b, min_cos, min_gap=1.5)
 
 
 def test_vat_direction_of_a_confident_classifier(rng):
     # Other classes at p = 1e-11 to 1e-1: the loss's KL clips p at 1e-7 and the finite
     # difference cancels, so only the exact product finds the top eigenvector here
     # (measured |cos| 1.000000 on every row; the paper's xi = 1e-6: 0.036 on the first).
-    keras.utils.set_random_seed(0)
-    clf = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="softmax")])
-    w, b = clf.layers[0].kernel.numpy() * 100, clf.layers[0].bias.numpy()
-    clf.layers[0].kernel.assign(w)
+    clf, w, b = _linear_softmax(100)
     x = rng.random((5, 6)).astype("float32")
     assert np.sort(clf(x).numpy(), axis=1)[:, -2].min() < 1e-10
     vat = tb.classifier.VirtualAdversarialTraining(clf, epsilon=0.7, n_power=40, seed=1)
     r = (vat.perturb(x) - x).numpy().astype("float64")
-    for row, xrow in zip(r, x):
-        z = xrow.astype("float64") @ w + b
-        p = np.exp(z - z.max())
-        p /= p.sum()
-        eigvals, eigvecs = np.linalg.eigh(w @ (np.diag(p) - np.outer(p, p)) @ w.T)
-        assert eigvals[-1] > 5 * eigvals[-2]
-        assert abs(row @ eigvecs[:, -1]) / 0.7 > 0.9999
+    _assert_top_eigenvectors(r, x, w, b, 0.9999, min_gap=5)
 
 
 def test_vat_direction_is_the_same_eagerly_and_in_a_graph(rng):
