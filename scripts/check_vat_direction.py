@@ -14,7 +14,9 @@ held-out rows, computed
   ``d``, the Dense layers evaluated in float64 with numpy.
 
 Prints the cosines (median, 10th percentile, minimum over rows) of each against the
-exact graph direction, and of the exact direction against the float64 reference.
+exact graph direction, and of the exact direction against the float64 reference; and,
+for a small seeded MLP (5 -> 32 sigmoid -> 3 softmax, the unit tests' model), the
+lowest cosine between the eager and the `tf.function` direction of each step.
 """
 
 import argparse
@@ -69,6 +71,23 @@ def cosines(a, b):
             "min": float(c.min())}
 
 
+def small_mlp_eager_vs_graph(xi_values, seed):
+    """Lowest cosine, eager against `tf.function`, of one power step on a small MLP."""
+    x = np.random.default_rng(0).random((8, 5)).astype("float32")
+    out = {}
+    for xi in [None, *xi_values]:
+        r = []
+        for mode in ("eager", "graph"):
+            keras.utils.set_random_seed(0)
+            mlp = keras.Sequential([keras.Input((5,)), keras.layers.Dense(32, activation="sigmoid"),
+                                    keras.layers.Dense(3, activation="softmax")])
+            vat = tb.classifier.VirtualAdversarialTraining(mlp, 0.5, xi=xi, seed=seed)
+            step = vat.perturb if mode == "eager" else tf.function(vat.perturb)
+            r.append((step(tf.constant(x)) - x).numpy().astype("float64"))
+        out["exact" if xi is None else f"xi={xi:g}"] = cosines(*r)["min"]
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -111,6 +130,7 @@ def main(argv=None):
     result["rows whose other classes are all below 1e-7"] = int(
         (np.sort(q, axis=1)[:, -2] < 1e-7).sum())
     result["rows"] = len(f)
+    result["small MLP, lowest cosine eager vs graph"] = small_mlp_eager_vs_graph(args.xi, 3)
     print(json.dumps(result, indent=1))
     if args.json:
         tmp = args.json.with_suffix(".tmp")
