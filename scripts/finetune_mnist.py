@@ -49,11 +49,7 @@ def main(argv=None):
         model, args.out, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
         dropout=args.dropout[0] if len(args.dropout) == 1 else args.dropout,
         n_train=args.n_train, n_val=args.n_val, seed=args.seed,
-        lr_schedule=args.lr_schedule, optimizer=args.optimizer,
-        weight_decay=args.weight_decay, jit_compile=args.jit_compile,
-        head_epochs=args.head_epochs, adversarial=args.adversarial,
-        adversarial_alpha=args.adversarial_alpha, vat=args.vat, vat_weight=args.vat_weight,
-        vat_xi=args.vat_xi)
+        lr_schedule=args.lr_schedule, **cli.finetune_options(args))
     figures = {k: v for k, v in result.items() if k != "history"}
     print(json.dumps({"model": args.model, **figures}, indent=1))
     print(f"per-epoch metrics: {args.out / 'result.json'} (\"history\")")

@@ -312,3 +312,90 @@ def test_vat_refuses_bad_settings():
                 dict(epsilon=1.0, n_power=0)):
         with pytest.raises(ValueError, match="epsilon|weight|xi|n_power"):
             tb.classifier.VirtualAdversarialTraining(clf, **bad)
+
+
+def _logits(mlp, x):
+    """The pre-softmax outputs of `_mlp`, computed from its weights."""
+    hidden, out = mlp.layers
+    h = tf.sigmoid(tf.matmul(x, hidden.kernel) + hidden.bias)
+    return tf.matmul(h, out.kernel) + out.bias
+
+
+def test_distillation_step_matches_the_objective_computed_by_hand(rng):
+    x = rng.random((8, 5)).astype("float32")
+    y = rng.integers(0, 3, 8)
+    teacher = (3 * rng.standard_normal((8, 3))).astype("float32")  # log p, up to a constant
+    clf, reference = _mlp(0, n_in=5, n_classes=3), _mlp(0, n_in=5, n_classes=3)
+    t, weight, lr = 3.0, 0.7, 0.5
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    target = tf.nn.softmax(teacher / t)
+    with tf.GradientTape() as tape:
+        z = _logits(reference, tf.constant(x))
+        kl = tf.reduce_sum(target * (tf.math.log(target) - tf.nn.log_softmax(z / t)), axis=1)
+        loss = (1 - weight) * loss_fn(y, tf.nn.softmax(z)) + weight * t * t * tf.reduce_mean(kl)
+    grads = tape.gradient(loss, reference.trainable_weights)
+    expected = [w.numpy() - lr * g.numpy() for w, g in zip(reference.trainable_weights, grads)]
+    assert float(tf.reduce_mean(kl)) > 0.05  # the soft term does something
+
+    trainer = _compiled(tb.classifier.Distillation(clf, temperature=t, weight=weight),
+                        keras.optimizers.SGD(lr))
+    hist = trainer.fit(x, (y, teacher), batch_size=8, epochs=1, shuffle=False, verbose=0)
+    for w, e in zip(clf.trainable_weights, expected):  # trained in place
+        np.testing.assert_allclose(w.numpy(), e, atol=1e-6)
+    assert hist.history["loss"][0] == pytest.approx(float(loss), rel=1e-5)
+    # validation data are plain (x, y), scored on the labels
+    scores = trainer.evaluate(x, y, verbose=0, return_dict=True)
+    assert scores["loss"] == pytest.approx(float(loss_fn(y, clf(x))), rel=1e-5)
+
+
+def test_log_probabilities_of_an_ensemble_average_the_logits(rng):
+    x = rng.random((6, 5)).astype("float32")
+    members = [_mlp(seed, n_in=5, n_classes=3) for seed in (0, 1)]
+    mean_logits = np.mean([_logits(m, tf.constant(x)).numpy() for m in members], axis=0)
+    got = tb.classifier.log_probabilities(members, x)
+    assert got.shape == (6, 3) and got.dtype == np.float32
+    np.testing.assert_allclose(tf.nn.softmax(got), tf.nn.softmax(mean_logits), atol=1e-6)
+    np.testing.assert_allclose(tb.classifier.log_probabilities(members[0], x),
+                               np.log(members[0].predict(x, verbose=0)), atol=1e-6)
+    with pytest.raises(ValueError, match="at least one"):
+        tb.classifier.log_probabilities([], x)
+
+
+def test_distilled_student_follows_its_teachers(digits):
+    x, y = digits
+    x_fit, y_fit, x_test = x[:1400], y[:1400], x[1400:]
+    teachers = []
+    for seed in (1, 2, 3):
+        teacher = _compiled(_mlp(seed), keras.optimizers.Adam(1e-2))
+        teacher.fit(x_fit, y_fit, batch_size=50, epochs=15, verbose=0)
+        teachers.append(teacher)
+    soft = tb.classifier.log_probabilities(teachers, x_fit)
+    ensemble = tb.classifier.log_probabilities(teachers, x_test).argmax(1)
+    agreement = {}
+    for name in ("plain", "distilled"):
+        student = _mlp(0)
+        if name == "plain":
+            _compiled(student, keras.optimizers.Adam(1e-2)).fit(
+                x_fit, y_fit, batch_size=50, epochs=15, verbose=0)
+        else:
+            _compiled(tb.classifier.Distillation(student, temperature=4.0, weight=1.0),
+                      keras.optimizers.Adam(1e-2)).fit(
+                x_fit, (y_fit, soft), batch_size=50, epochs=15, verbose=0)
+        agreement[name] = float(np.mean(student.predict(x_test, verbose=0).argmax(1) == ensemble))
+    # 397 held-out digits: the student taught by soft targets alone (weight 1, no
+    # labels) agrees with the ensemble on more of them than the one fitted to the labels;
+    # measured 0.982 against 0.957 (10 rows); the tolerances leave room for other CPUs
+    assert agreement["distilled"] > agreement["plain"] + 0.01, agreement
+    assert agreement["distilled"] > 0.96, agreement
+
+
+def test_distillation_refuses_bad_settings(rng):
+    clf = _mlp(0)
+    for bad in (dict(temperature=0.0), dict(temperature=-2.0), dict(temperature=float("nan")),
+                dict(weight=0.0), dict(weight=1.5)):
+        with pytest.raises(ValueError, match="temperature|weight"):
+            tb.classifier.Distillation(clf, **bad)
+    trainer = _compiled(tb.classifier.Distillation(clf), "sgd")
+    x = rng.random((4, 64)).astype("float32")
+    with pytest.raises(ValueError, match=r"fit\(x, \(y, teacher_log_probs\)\)"):
+        trainer.fit(x, np.zeros(4, "int64"), verbose=0)

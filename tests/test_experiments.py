@@ -209,3 +209,34 @@ def test_virtual_adversarial_finetuning_from_the_cli(small_dbm, tmp_path, capsys
         with pytest.raises(ValueError, match=match):
             experiments.finetune_mnist(small_dbm, tmp_path / "bad", epochs=1, **bad)
     assert not (tmp_path / "bad").exists()
+
+
+def test_distillation_finetuning_from_the_cli(small_dbm, tmp_path, capsys):
+    path = tmp_path / "dbm.keras"
+    small_dbm.save(path)
+    for seed in (0, 1):  # two teachers fine-tuned from the same model
+        experiments.finetune_mnist(small_dbm, tmp_path / f"teacher{seed}", epochs=3, lr=1e-2,
+                                   batch_size=20, n_val=40, seed=seed, verbose=0)
+    teachers = [str(tmp_path / f"teacher{seed}" / "classifier.keras") for seed in (0, 1)]
+    res = experiments.finetune_mnist(small_dbm, tmp_path / "student", epochs=3, lr=1e-2,
+                                     batch_size=20, n_val=40, teachers=teachers, verbose=0)
+    assert res["teachers"] == teachers and res["savedmodel_same_labels"]
+    assert (res["distill_temperature"], res["distill_weight"]) == (10.0, 0.9)  # defaults
+    assert res["test_error_percent"] < 20 and len(res["history"]["val_accuracy"]) == 3
+    assert cli.main(["finetune", str(path), "--epochs", "1", "--n-val", "40",
+                     "--teachers", *teachers, "--distill-temperature", "4",
+                     "--distill-weight", "0.5", "--out", str(tmp_path / "cli")]) == 0
+    assert "same labels = True" in capsys.readouterr().out
+    result = json.loads((tmp_path / "cli" / "result.json").read_text())
+    assert result["teachers"] == teachers and result["teacher_seconds"] > 0
+    assert (result["distill_temperature"], result["distill_weight"]) == (4.0, 0.5)
+    clf = keras.saving.load_model(tmp_path / "student" / "classifier.keras")
+    assert isinstance(clf, keras.Sequential)  # the student, not the wrapper
+    for bad, match in ((dict(teachers=teachers, distill_weight=0.0), "weight"),
+                       (dict(teachers=teachers, distill_temperature=-1.0), "temperature"),
+                       (dict(teachers=teachers, adversarial=0.1), "without adversarial"),
+                       (dict(teachers=[]), "at least one teacher"),
+                       (dict(teachers=[str(tmp_path / "missing.keras")]), "missing")):
+        with pytest.raises(ValueError, match=match):
+            experiments.finetune_mnist(small_dbm, tmp_path / "bad", epochs=1, **bad)
+    assert not (tmp_path / "bad").exists()

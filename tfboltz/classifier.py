@@ -489,3 +489,117 @@ class VirtualAdversarialTraining(keras.Model):
             smoothness = tf.reduce_mean(_kl_divergence(p, self(x + r_vadv, training=True)))
             loss = clean + self.weight * smoothness
         return _apply_step(self, tape, loss, x, y, y_pred, sample_weight)
+
+
+def log_probabilities(classifiers, x, batch_size=1000):
+    """Mean log-probability of each class under `classifiers`, per row of `x`.
+
+    The classifiers output class probabilities (a softmax layer last); they are run in
+    inference mode. With several classifiers this is the mean of their log-probabilities,
+    whose softmax is the normalised geometric mean of their predictions: the softmax of
+    the averaged logits, up to a constant per row. The distillation targets of an
+    ensemble for `Distillation`.
+
+    Args:
+        classifiers: a Keras classifier, or a list of them with the same classes.
+        x: input rows (what the classifiers take).
+        batch_size: rows per prediction batch.
+
+    Returns:
+        A float32 array of shape (len(x), num_classes).
+    """
+    if isinstance(classifiers, keras.Model):
+        classifiers = [classifiers]
+    if not classifiers:
+        raise ValueError("Expected at least one classifier. Received: classifiers=[]")
+    total = 0.0
+    for clf in classifiers:
+        p = clf.predict(x, batch_size=batch_size, verbose=0)
+        total = total + _log_clipped(tf.constant(p, tf.float32)).numpy()
+    return (total / len(classifiers)).astype("float32")
+
+
+def _log_clipped(p):
+    """log p with p clipped at 1e-30: the logits up to a constant per row, except where
+    float32's softmax underflowed (a class more than ~69 logits behind the top one),
+    whose tempered probability is then negligible anyway."""
+    return tf.math.log(tf.maximum(p, 1e-30))
+
+
+class Distillation(keras.Model):
+    """Fit a classifier on the labels and on a teacher's softened predictions.
+
+    Knowledge distillation (Hinton, Vinyals & Dean, "Distilling the Knowledge in a
+    Neural Network", 2015)::
+
+        (1 - weight) * L(x, y) + weight * T^2 * KL(softmax(z_t / T) || softmax(z_s / T))
+
+    with ``L`` the compiled loss on the hard labels, ``z_s`` the student's logits,
+    ``z_t`` the teacher's and ``T`` the temperature; ``T^2`` keeps the soft term's
+    gradients of the same size as the hard term's whatever ``T`` is (the paper's
+    scaling). The logits are recovered as the log of the classifiers' probabilities
+    (equal up to a constant per row, which the softmax ignores), so the student is an
+    ordinary classifier with a softmax output, as `to_sequential` builds.
+
+    The teacher's log-probabilities are computed once, before fitting
+    (`log_probabilities`, which averages an ensemble's), and passed with the labels:
+    ``fit(x, (y, teacher_log_probs))``. Validation data are plain ``(x, y)`` and are
+    scored on the labels only. Like `AdversarialTraining`, the wrapper owns no weights
+    and trains `classifier` in place; prediction and the metrics are the classifier's.
+    Sample weights weigh both terms.
+
+    Args:
+        classifier: the student, a Keras model with a ``training`` argument that
+            outputs class probabilities.
+        temperature: ``T`` (> 0; the paper found 8-20 best for MNIST students with
+            several hundred hidden units per layer).
+        weight: weight of the soft term, in (0, 1] (1: soft targets only).
+
+    Example:
+        >>> targets = log_probabilities([teacher_a, teacher_b], x)
+        >>> trainer = Distillation(student, temperature=10.0, weight=0.9)
+        >>> trainer.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+        ...                 metrics=["accuracy"])
+        >>> trainer.fit(x, (y, targets), epochs=10)  # the student's weights are trained
+    """
+
+    def __init__(self, classifier, temperature=10.0, weight=0.9, **kwargs):
+        temperature, weight = self.check_settings(temperature, weight)
+        super().__init__(**kwargs)
+        self.classifier = classifier
+        self.temperature, self.weight = temperature, weight
+
+    @staticmethod
+    def check_settings(temperature=10.0, weight=0.9):
+        """Return (temperature, weight) as floats, or raise a `ValueError`."""
+        temperature = validation.non_negative_float("temperature", temperature)
+        weight = validation.non_negative_float("weight", weight)
+        if temperature == 0.0 or not 0.0 < weight <= 1.0:
+            raise ValueError("Expected temperature > 0 and weight in (0, 1]. Received: "
+                             f"temperature={temperature}, weight={weight}")
+        return temperature, weight
+
+    def call(self, inputs, training=False):
+        return self.classifier(inputs, training=training)
+
+    def soft_loss(self, teacher_log_probs, y_pred):
+        """Per-row ``T^2 * KL(softmax(z_t / T) || softmax(z_s / T))``."""
+        t = self.temperature
+        target_log = tf.nn.log_softmax(tf.cast(teacher_log_probs, y_pred.dtype) / t)
+        student_log = tf.nn.log_softmax(_log_clipped(y_pred) / t)
+        return t * t * tf.reduce_sum(tf.exp(target_log) * (target_log - student_log), -1)
+
+    def train_step(self, data):
+        x, targets, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if not (isinstance(targets, (tuple, list)) and len(targets) == 2):
+            raise ValueError("Expected fit(x, (y, teacher_log_probs)) for distillation. "
+                             f"Received targets of type {type(targets).__name__}")
+        y, teacher = targets
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            hard = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
+            soft = self.soft_loss(teacher, y_pred)
+            if sample_weight is not None:
+                soft = soft * tf.reshape(tf.cast(sample_weight, soft.dtype), [-1])
+            loss = (1.0 - self.weight) * hard + self.weight * tf.reduce_mean(soft)
+        return _apply_step(self, tape, loss, x, y, y_pred, sample_weight)

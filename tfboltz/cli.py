@@ -108,6 +108,22 @@ def add_optimizer_arguments(p):
     p.add_argument("--vat-xi", type=float, default=None, metavar="XI",
                    help="the paper's finite-difference power step of this size instead of "
                         "the exact one (1e-6 in the paper, below float32's resolution)")
+    p.add_argument("--teachers", nargs="+", default=None, metavar="CLASSIFIER",
+                   help="knowledge distillation from these fine-tuned classifiers (.keras "
+                        "files; their averaged log-probabilities, Hinton et al. 2015)")
+    p.add_argument("--distill-temperature", type=float, default=10.0,
+                   help="temperature of the distillation's soft targets")
+    p.add_argument("--distill-weight", type=float, default=0.9,
+                   help="weight of the soft targets' term (the labels' is 1 minus it)")
+
+
+def finetune_options(args):
+    """The keyword arguments of `experiments.finetune_mnist` set by the flags of
+    `add_optimizer_arguments`."""
+    names = ("optimizer", "weight_decay", "jit_compile", "head_epochs", "adversarial",
+             "adversarial_alpha", "vat", "vat_weight", "vat_xi", "teachers",
+             "distill_temperature", "distill_weight")
+    return {name: getattr(args, name) for name in names}
 
 
 def _finetune(args):
@@ -117,15 +133,7 @@ def _finetune(args):
     result = experiments.finetune_mnist(model, args.out, epochs=args.epochs, lr=args.lr,
                                         dropout=args.dropout, n_train=args.n_train,
                                         n_val=args.n_val, lr_schedule=args.lr_schedule,
-                                        optimizer=args.optimizer,
-                                        weight_decay=args.weight_decay,
-                                        jit_compile=args.jit_compile,
-                                        head_epochs=args.head_epochs,
-                                        adversarial=args.adversarial,
-                                        adversarial_alpha=args.adversarial_alpha,
-                                        vat=args.vat, vat_weight=args.vat_weight,
-                                        vat_xi=args.vat_xi,
-                                        seed=args.seed)
+                                        seed=args.seed, **finetune_options(args))
     print(f"test error {result['test_error_percent']:.2f}% (best epoch {result['best_epoch']} "
           f"of {args.epochs}); SavedModel {Path(args.out) / 'savedmodel'} reloaded in a fresh "
           f"process: same labels = {result['savedmodel_same_labels']}")

@@ -97,7 +97,8 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
                    n_train=None, seed=0, monitor="val_accuracy", min_steps_per_epoch=1,
                    lr_schedule="constant", optimizer="adam", weight_decay=None,
                    jit_compile=False, head_epochs=0, adversarial=None, adversarial_alpha=0.5,
-                   vat=None, vat_weight=1.0, vat_xi=None, verbose=2):
+                   vat=None, vat_weight=1.0, vat_xi=None, teachers=None,
+                   distill_temperature=10.0, distill_weight=0.9, verbose=2):
     """Fine-tune `model.to_sequential(10)` on MNIST, export it, check the export.
 
     A DBM classifier's first layer (the mean-field augmentation) is frozen, so its
@@ -155,6 +156,14 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         vat_xi: None for the exact power step of `VirtualAdversarialTraining`, or the
             paper's finite-difference step (what this function used, at 1e-6, before
             the exact step existed).
+        teachers: classifiers (Keras models or ``.keras`` paths) that take the same raw
+            inputs, or None. With teachers the classifier is fitted by knowledge
+            distillation (`classifier.Distillation`) on the labels and on the
+            teachers' averaged log-probabilities of each fitted row, computed once
+            before fitting. The held-out rows still pick the epoch by their labels.
+            Not together with `adversarial` or `vat`; head epochs stay plain.
+        distill_temperature: the distillation temperature.
+        distill_weight: weight of the soft (teacher) term, in (0, 1].
 
     Returns:
         A dict of figures (also written to ``result.json``), with the per-epoch
@@ -177,6 +186,18 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
                              f"adversarial={adversarial}, vat={vat}")
         vat, vat_weight, vat_xi, _ = classifier.VirtualAdversarialTraining.check_settings(
             vat, vat_weight, vat_xi)
+    teacher_names = None
+    if teachers is not None:
+        if adversarial is not None or vat is not None:
+            raise ValueError("Expected teachers without adversarial or vat. Received: "
+                             f"adversarial={adversarial}, vat={vat}, {len(teachers)} teachers")
+        distill_temperature, distill_weight = classifier.Distillation.check_settings(
+            distill_temperature, distill_weight)
+        teacher_names = [str(t) if isinstance(t, (str, Path)) else t.name for t in teachers]
+        teachers = [keras.saving.load_model(t) if isinstance(t, (str, Path)) else t
+                    for t in teachers]
+        if not teachers:
+            raise ValueError("Expected at least one teacher. Received: teachers=[]")
     out_dir = Path(out_dir)
     keras.utils.set_random_seed(seed)
     x, y = data.load_mnist("train")
@@ -206,6 +227,11 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
     t_first = time.time() - t0
     reps = max(1, -(-min_steps_per_epoch * batch_size // n_fit))
     x_fit, y_fit = np.tile(f[:n_fit], (reps, 1)), np.tile(y[:n_fit], reps)
+    targets, t_teachers = y_fit, 0.0
+    if teachers is not None:
+        t0 = time.time()
+        soft = classifier.log_probabilities(teachers, x[:n_fit])
+        targets, t_teachers = (y_fit, np.tile(soft, (reps, 1))), time.time() - t0
 
     def make_optimizer(rate):
         if optimizer == "adam":
@@ -228,13 +254,15 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
     elif vat is not None:
         fitted = classifier.VirtualAdversarialTraining(head, vat, vat_weight, xi=vat_xi,
                                                        seed=seed)
+    elif teachers is not None:
+        fitted = classifier.Distillation(head, distill_temperature, distill_weight)
     fitted.compile(optimizer=make_optimizer(rate), loss="sparse_categorical_crossentropy",
                    metrics=["accuracy"], jit_compile=bool(jit_compile))
     t0 = time.time()
     held = dict(validation_data=(f[n_fit:], y[n_fit:n_fit + n_held]),
                 callbacks=[keras.callbacks.EarlyStopping(
                     monitor, patience=epochs, restore_best_weights=True)]) if n_held else {}
-    hist = fitted.fit(x_fit, y_fit, batch_size=batch_size, epochs=epochs, verbose=verbose, **held)
+    hist = fitted.fit(x_fit, targets, batch_size=batch_size, epochs=epochs, verbose=verbose, **held)
     t_fit = time.time() - t0
     # Saved compiled with a fresh optimizer of the recipe's kind at the rate `lr`, built
     # on the classifier's variables, so the file reloads without an optimizer mismatch
@@ -266,7 +294,11 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         "adversarial_alpha": None if adversarial is None else adversarial_alpha,
         "vat_epsilon": vat, "vat_weight": None if vat is None else vat_weight,
         "vat_xi": None if vat is None else (vat_xi or "exact"),
+        "teachers": teacher_names,
+        "distill_temperature": None if teachers is None else distill_temperature,
+        "distill_weight": None if teachers is None else distill_weight,
         "repeats_per_epoch": reps, "first_layer_seconds": t_first,
+        "teacher_seconds": t_teachers,
         "head_seconds": t_head, "fit_seconds": t_fit, **check,
         "history": {k: [float(v) for v in vals] for k, vals in hist.history.items()},
     }
