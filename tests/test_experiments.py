@@ -223,6 +223,7 @@ def test_distillation_finetuning_from_the_cli(small_dbm, tmp_path, capsys):
     assert res["teachers"] == teachers and res["savedmodel_same_labels"]
     assert (res["distill_temperature"], res["distill_weight"]) == (10.0, 0.9)  # defaults
     assert res["test_error_percent"] < 20 and len(res["history"]["val_accuracy"]) == 3
+    assert 0 <= res["teachers_test_error_percent"] < 20 and 0 < res["teachers_val_accuracy"] <= 1
     assert cli.main(["finetune", str(path), "--epochs", "1", "--n-val", "40",
                      "--teachers", *teachers, "--distill-temperature", "4",
                      "--distill-weight", "0.5", "--out", str(tmp_path / "cli")]) == 0

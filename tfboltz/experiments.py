@@ -227,11 +227,19 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
     t_first = time.time() - t0
     reps = max(1, -(-min_steps_per_epoch * batch_size // n_fit))
     x_fit, y_fit = np.tile(f[:n_fit], (reps, 1)), np.tile(y[:n_fit], reps)
-    targets, t_teachers = y_fit, 0.0
+    targets, t_teachers, teacher_figures = y_fit, 0.0, {}
     if teachers is not None:
         t0 = time.time()
         soft = classifier.log_probabilities(teachers, x[:n_fit])
         targets, t_teachers = (y_fit, np.tile(soft, (reps, 1))), time.time() - t0
+        # the teachers' ensemble (the argmax of their averaged log-probabilities), for
+        # comparison with the student
+        held_rows = slice(n_fit, n_fit + n_held)
+        teacher_figures = {
+            "teachers_test_error_percent": 100 * float(np.mean(
+                classifier.log_probabilities(teachers, x_test).argmax(1) != y_test)),
+            "teachers_val_accuracy": float(np.mean(classifier.log_probabilities(
+                teachers, x[held_rows]).argmax(1) == y[held_rows])) if n_held else None}
 
     def make_optimizer(rate):
         if optimizer == "adam":
@@ -296,7 +304,7 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         "vat_xi": None if vat is None else (vat_xi or "exact"),
         "teachers": teacher_names,
         "distill_temperature": None if teachers is None else distill_temperature,
-        "distill_weight": None if teachers is None else distill_weight,
+        "distill_weight": None if teachers is None else distill_weight, **teacher_figures,
         "repeats_per_epoch": reps, "first_layer_seconds": t_first,
         "teacher_seconds": t_teachers,
         "head_seconds": t_head, "fit_seconds": t_fit, **check,
