@@ -237,6 +237,9 @@ def test_distillation_finetuning_from_the_cli(small_dbm, tmp_path, capsys):
                        (dict(teachers=teachers, distill_temperature=-1.0), "temperature"),
                        (dict(teachers=teachers, adversarial=0.1), "without adversarial"),
                        (dict(teachers=[]), "at least one teacher"),
+                       (dict(teachers=keras.Sequential([keras.Input((784,)),
+                                                        keras.layers.Dense(3)])),
+                        "784 pixels to 10 classes"),
                        (dict(teachers=[str(tmp_path / "missing.keras")]), "missing")):
         with pytest.raises(ValueError, match=match):
             experiments.finetune_mnist(small_dbm, tmp_path / "bad", epochs=1, **bad)

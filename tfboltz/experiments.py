@@ -193,11 +193,18 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
                              f"adversarial={adversarial}, vat={vat}, {len(teachers)} teachers")
         distill_temperature, distill_weight = classifier.Distillation.check_settings(
             distill_temperature, distill_weight)
+        if isinstance(teachers, (str, Path, keras.Model)):
+            teachers = [teachers]
         teacher_names = [str(t) if isinstance(t, (str, Path)) else t.name for t in teachers]
         teachers = [keras.saving.load_model(t) if isinstance(t, (str, Path)) else t
                     for t in teachers]
         if not teachers:
             raise ValueError("Expected at least one teacher. Received: teachers=[]")
+        for name, t in zip(teacher_names, teachers):
+            if tuple(t.input_shape[1:]) != (784,) or tuple(t.output_shape[1:]) != (10,):
+                raise ValueError("Expected teachers that map 784 pixels to 10 classes. "
+                                 f"Received: {name} with input shape {t.input_shape} and "
+                                 f"output shape {t.output_shape}")
     out_dir = Path(out_dir)
     keras.utils.set_random_seed(seed)
     x, y = data.load_mnist("train")
@@ -230,16 +237,15 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
     targets, t_teachers, teacher_figures = y_fit, 0.0, {}
     if teachers is not None:
         t0 = time.time()
-        soft = classifier.log_probabilities(teachers, x[:n_fit])
-        targets, t_teachers = (y_fit, np.tile(soft, (reps, 1))), time.time() - t0
-        # the teachers' ensemble (the argmax of their averaged log-probabilities), for
-        # comparison with the student
-        held_rows = slice(n_fit, n_fit + n_held)
+        # the fitted rows' soft targets, and the teachers' ensemble (the argmax of their
+        # averaged log-probabilities) on the held-out and test rows, beside the student
+        log_p = classifier.log_probabilities(teachers, np.concatenate([x[:n_total], x_test]))
+        targets, t_teachers = (y_fit, np.tile(log_p[:n_fit], (reps, 1))), time.time() - t0
+        guess = log_p.argmax(1)
         teacher_figures = {
-            "teachers_test_error_percent": 100 * float(np.mean(
-                classifier.log_probabilities(teachers, x_test).argmax(1) != y_test)),
-            "teachers_val_accuracy": float(np.mean(classifier.log_probabilities(
-                teachers, x[held_rows]).argmax(1) == y[held_rows])) if n_held else None}
+            "teachers_test_error_percent": 100 * float(np.mean(guess[n_total:] != y_test)),
+            "teachers_val_accuracy": float(np.mean(guess[n_fit:n_total] == y[n_fit:n_total]))
+            if n_held else None}
 
     def make_optimizer(rate):
         if optimizer == "adam":
