@@ -227,3 +227,31 @@ def test_dbm_script_ends_with_averaged_weights(tmp_path, digits_as_mnist):
     assert (before == after).all()
     with pytest.raises(SystemExit):
         train.parse_args(["--ema", "1.0"])
+
+
+def test_distillation_targets_script_summarizes_the_soft_targets(tmp_path, digits_as_mnist):
+    x, _ = tb.data.load_mnist("train")
+    keras.utils.set_random_seed(0)
+    teacher = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
+    teacher.compile("adam", "sparse_categorical_crossentropy")
+    teacher.fit(x, tb.data.load_mnist("train")[1], epochs=5, verbose=0)
+    teacher.save(tmp_path / "t.keras")
+    script = _script("distillation_targets")
+    out = tmp_path / "targets.json"
+    script.main([str(tmp_path / "t.keras"), "--temperatures", "1", "3", "10",
+                 "--n-val", "100", "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert [result[s]["rows"] for s in ("fitted", "held_out", "test")] == [900, 100, 797]
+    # At T = 1 the targets are the teacher's own predictions.
+    p = teacher.predict(x[:900], verbose=0)
+    y = tb.data.load_mnist("train")[1][:900]
+    assert result["fitted"]["error_percent"] == pytest.approx(100 * np.mean(p.argmax(1) != y))
+    assert result["fitted"]["T=1"]["mean_label_probability"] == pytest.approx(
+        p[np.arange(900), y].mean(), abs=1e-5)
+    # A softmax's entropy grows with its temperature (dH/dT = Var(z) / T^3).
+    entropies = [result["fitted"][f"T={t}"]["mean_entropy_nats"] for t in (1, 3, 10)]
+    assert entropies[0] < entropies[1] < entropies[2] < np.log(10)
+    with pytest.raises(SystemExit):
+        script.main([str(tmp_path / "t.keras"), "--temperatures", "0"])
+    with pytest.raises(SystemExit):
+        script.main([str(tmp_path / "missing.keras")])
