@@ -60,6 +60,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if any(t <= 0 for t in args.temperatures):
         parser.error(f"Expected temperatures > 0. Received: {args.temperatures}")
+    if args.n_val < 0:
+        parser.error(f"Expected --n-val >= 0. Received: {args.n_val}")
     missing = [p for p in args.teachers if not Path(p).is_file()]
     if missing:
         parser.error(f"Teacher files not found: {missing}")
@@ -69,6 +71,8 @@ def main(argv=None):
     x_test, y_test = tb.data.load_mnist("test")
     log_p = tb.classifier.log_probabilities(teachers, np.concatenate([x, x_test]))
     n_fit = len(x) - args.n_val
+    if n_fit < 1:
+        raise SystemExit(f"--n-val {args.n_val} leaves no fitted rows of {len(x)}")
     splits = {"fitted": (log_p[:n_fit], y[:n_fit]),
               "held_out": (log_p[n_fit:len(x)], y[n_fit:]),
               "test": (log_p[len(x):], y_test)}

@@ -255,3 +255,7 @@ def test_distillation_targets_script_summarizes_the_soft_targets(tmp_path, digit
         script.main([str(tmp_path / "t.keras"), "--temperatures", "0"])
     with pytest.raises(SystemExit):
         script.main([str(tmp_path / "missing.keras")])
+    with pytest.raises(SystemExit):
+        script.main([str(tmp_path / "t.keras"), "--n-val", "-1"])
+    with pytest.raises(SystemExit):
+        script.main([str(tmp_path / "t.keras"), "--n-val", "1000"])
