@@ -137,7 +137,8 @@ def _compiled(model, optimizer):
     return model
 
 
-def test_adversarial_step_matches_the_objective_computed_by_hand(rng):
+@pytest.mark.parametrize("norm", ["inf", "l2"])
+def test_adversarial_step_matches_the_objective_computed_by_hand(rng, norm):
     x = rng.random((8, 5)).astype("float32")
     y = rng.integers(0, 3, 8)
     clf = _mlp(0, n_in=5, n_classes=3)
@@ -149,14 +150,19 @@ def test_adversarial_step_matches_the_objective_computed_by_hand(rng):
     with tf.GradientTape() as tape:
         tape.watch(xt)
         clean = loss_fn(y, reference(xt))
-    x_adv = np.clip(x + eps * np.sign(tape.gradient(clean, xt).numpy()), 0, 1)
+    g = tape.gradient(clean, xt).numpy().astype("float64")
+    step = np.sign(g) if norm == "inf" else g / np.linalg.norm(g, axis=1, keepdims=True)
+    x_adv = (x + eps * step).astype("float32")
+    if norm == "l2":  # before clipping: every row moved by exactly eps in L2
+        np.testing.assert_allclose(np.linalg.norm(x_adv - x, axis=1), eps, rtol=1e-5)
+    x_adv = np.clip(x_adv, 0, 1)
     assert np.abs(x_adv - x).max() > 0  # the perturbation does something
     with tf.GradientTape() as tape:
         loss = alpha * loss_fn(y, reference(xt)) + (1 - alpha) * loss_fn(y, reference(x_adv))
     grads = tape.gradient(loss, reference.trainable_weights)
     expected = [w.numpy() - lr * g.numpy() for w, g in zip(reference.trainable_weights, grads)]
 
-    trainer = _compiled(tb.classifier.AdversarialTraining(clf, eps, alpha=alpha),
+    trainer = _compiled(tb.classifier.AdversarialTraining(clf, eps, alpha=alpha, norm=norm),
                         keras.optimizers.SGD(lr))
     np.testing.assert_allclose(trainer.perturb(x, y), x_adv, atol=1e-6)  # before the step
     hist = trainer.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
@@ -190,8 +196,9 @@ def test_adversarial_training_refuses_bad_settings():
     clf = _mlp(0)
     for bad in (dict(epsilon=0.0), dict(epsilon=-0.1), dict(epsilon=float("nan")),
                 dict(epsilon=0.1, alpha=1.0), dict(epsilon=0.1, alpha=-0.5),
-                dict(epsilon=0.1, clip=(1.0, 0.0))):
-        with pytest.raises(ValueError, match="epsilon|alpha|clip"):
+                dict(epsilon=0.1, clip=(1.0, 0.0)), dict(epsilon=0.1, norm="l1"),
+                dict(epsilon=0.1, norm=2)):
+        with pytest.raises(ValueError, match="epsilon|alpha|clip|norm"):
             tb.classifier.AdversarialTraining(clf, **bad)
 
 

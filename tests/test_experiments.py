@@ -107,11 +107,13 @@ def test_cli_eval_and_finetune_on_a_file(small_dbm, tmp_path, capsys):
     assert "test_elbo" in json.loads((tmp_path / "e.json").read_text())
     assert cli.main(["finetune", str(path), "--epochs", "1", "--n-val", "40",
                      "--optimizer", "sgd", "--weight-decay", "0.01", "--adversarial", "0.05",
+                     "--adversarial-norm", "l2", "--adversarial-no-clip",
                      "--out", str(tmp_path / "ft")]) == 0
     assert "same labels = True" in capsys.readouterr().out
     result = json.loads((tmp_path / "ft" / "result.json").read_text())
     assert (result["optimizer"], result["weight_decay"]) == ("sgd", 0.01)
     assert (result["adversarial_epsilon"], result["adversarial_alpha"]) == (0.05, 0.5)
+    assert (result["adversarial_norm"], result["adversarial_clip"]) == ("l2", False)
 
 
 def test_few_labels_repeat_within_an_epoch_and_pick_by_loss(small_dbm, tmp_path):
@@ -181,12 +183,14 @@ def test_adversarial_finetuning(small_dbm, tmp_path):
     res = experiments.finetune_mnist(small_dbm, tmp_path / "adv", epochs=3, lr=1e-2,
                                      batch_size=20, n_val=50, adversarial=0.1, verbose=0)
     assert (res["adversarial_epsilon"], res["adversarial_alpha"]) == (0.1, 0.5)
+    assert (res["adversarial_norm"], res["adversarial_clip"]) == ("inf", True)
     assert res["savedmodel_same_labels"] and res["test_error_percent"] < 20
     assert len(res["history"]["val_accuracy"]) == 3
     clf = keras.saving.load_model(tmp_path / "adv" / "classifier.keras")
     assert isinstance(clf, keras.Sequential)  # the wrapper is not what is saved
-    for bad in (dict(adversarial=0.0), dict(adversarial=0.1, adversarial_alpha=1.0)):
-        with pytest.raises(ValueError, match="epsilon"):
+    for bad in (dict(adversarial=0.0), dict(adversarial=0.1, adversarial_alpha=1.0),
+                dict(adversarial=0.1, adversarial_norm="l1")):
+        with pytest.raises(ValueError, match="epsilon|adversarial_norm|norm"):
             experiments.finetune_mnist(small_dbm, tmp_path / "bad", epochs=1, **bad)
     assert not (tmp_path / "bad").exists()
 

@@ -260,14 +260,18 @@ def _apply_step(model, tape, loss, x, y, y_pred, sample_weight):
 
 
 class AdversarialTraining(keras.Model):
-    """Fit a classifier on clean and fast-gradient-sign perturbed inputs.
+    """Fit a classifier on clean and fast-gradient perturbed inputs.
 
     The adversarial objective of Goodfellow, Shlens & Szegedy ("Explaining and
     Harnessing Adversarial Examples", ICLR 2015)::
 
         alpha * L(x, y) + (1 - alpha) * L(clip(x + epsilon * sign(grad_x L(x, y))), y)
 
-    with the input gradient taken at the current weights and held constant. The
+    with the input gradient taken at the current weights and held constant. With
+    ``norm="l2"`` the step is ``epsilon * g / ||g||_2`` per example instead of
+    ``epsilon * sign(g)`` (``g = grad_x L(x, y)``): the fast gradient method in the L2
+    norm, the first-order form of adversarial training that Miyato et al. set beside
+    virtual adversarial training (see `VirtualAdversarialTraining`). The
     wrapper owns no weights of its own: it trains `classifier` in place, so fit the
     wrapper and keep, save or export the classifier. Prediction, evaluation and the
     metrics are the classifier's on clean inputs.
@@ -279,11 +283,13 @@ class AdversarialTraining(keras.Model):
     Args:
         classifier: a Keras model with a ``training`` argument (e.g. the Sequential of
             `to_sequential`, or the trainable part of it).
-        epsilon: size of the perturbation in input units (> 0).
+        epsilon: size of the perturbation in input units (> 0): its largest entry
+            (``norm="inf"``) or its L2 norm per example (``norm="l2"``).
         alpha: weight of the clean loss, in [0, 1) (0.5 in the paper).
         clip: (low, high) range the perturbed inputs are clipped to, or None. The
             default (0, 1) suits grey levels and the posterior means of the mean-field
             augmentation.
+        norm: "inf" (the default: the fast gradient sign method) or "l2".
 
     Example:
         >>> trainer = AdversarialTraining(clf, epsilon=0.1)
@@ -292,15 +298,18 @@ class AdversarialTraining(keras.Model):
         >>> trainer.fit(x, y, epochs=10)  # clf's weights are the ones trained
     """
 
-    def __init__(self, classifier, epsilon, alpha=0.5, clip=(0.0, 1.0), **kwargs):
-        epsilon, alpha, clip = self.check_settings(epsilon, alpha, clip)
+    NORMS = ("inf", "l2")
+
+    def __init__(self, classifier, epsilon, alpha=0.5, clip=(0.0, 1.0), norm="inf",
+                 **kwargs):
+        epsilon, alpha, clip, norm = self.check_settings(epsilon, alpha, clip, norm)
         super().__init__(**kwargs)
         self.classifier = classifier
-        self.epsilon, self.alpha, self.clip = epsilon, alpha, clip
+        self.epsilon, self.alpha, self.clip, self.norm = epsilon, alpha, clip, norm
 
     @staticmethod
-    def check_settings(epsilon, alpha=0.5, clip=(0.0, 1.0)):
-        """Return (epsilon, alpha, clip) as floats, or raise a `ValueError`."""
+    def check_settings(epsilon, alpha=0.5, clip=(0.0, 1.0), norm="inf"):
+        """Return (epsilon, alpha, clip, norm) checked, or raise a `ValueError`."""
         epsilon = validation.non_negative_float("epsilon", epsilon)
         alpha = validation.non_negative_float("alpha", alpha)
         if epsilon == 0.0 or alpha >= 1.0:
@@ -309,17 +318,20 @@ class AdversarialTraining(keras.Model):
         if clip is not None and not (len(clip) == 2 and float(clip[0]) < float(clip[1])):
             raise ValueError("Expected clip=(low, high) with low < high, or None. "
                              f"Received: clip={clip!r}")
-        return epsilon, alpha, None if clip is None else (float(clip[0]), float(clip[1]))
+        norm = validation.one_of("norm", norm, AdversarialTraining.NORMS)
+        return (epsilon, alpha, None if clip is None else (float(clip[0]), float(clip[1])),
+                norm)
 
     def call(self, inputs, training=False):
         return self.classifier(inputs, training=training)
 
     def _step_away(self, x, grad):
-        x_adv = x + self.epsilon * tf.sign(grad)
+        step = tf.sign(grad) if self.norm == "inf" else _unit_rows(grad)
+        x_adv = x + self.epsilon * step
         return x_adv if self.clip is None else tf.clip_by_value(x_adv, *self.clip)
 
     def perturb(self, x, y, training=False):
-        """The fast-gradient-sign inputs for (x, y) at the current weights."""
+        """The fast-gradient inputs for (x, y) at the current weights."""
         x = tf.convert_to_tensor(x, dtype=self.compute_dtype)
         with tf.GradientTape() as tape:
             tape.watch(x)

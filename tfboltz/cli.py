@@ -96,10 +96,15 @@ def add_optimizer_arguments(p):
                    help="epochs that fit only the new output layer first (constant --lr), "
                         "before --epochs of the whole classifier")
     p.add_argument("--adversarial", type=float, default=None, metavar="EPSILON",
-                   help="fast-gradient-sign adversarial training with this epsilon "
+                   help="fast-gradient adversarial training with this epsilon "
                         "(Goodfellow et al. 2015), applied to the trainable layers' input")
     p.add_argument("--adversarial-alpha", type=float, default=0.5,
                    help="weight of the clean loss in the adversarial objective")
+    p.add_argument("--adversarial-norm", choices=["inf", "l2"], default="inf",
+                   help="inf: the gradient's sign (fast gradient sign); l2: the gradient "
+                        "scaled to L2 norm EPSILON per example (fast gradient method)")
+    p.add_argument("--adversarial-no-clip", dest="adversarial_clip", action="store_false",
+                   help="leave the perturbed input unclipped (default: clipped to [0, 1])")
     p.add_argument("--vat", type=float, default=None, metavar="EPSILON",
                    help="virtual adversarial training (Miyato et al. 2019) with this L2 "
                         "radius, applied to the trainable layers' input")
@@ -121,7 +126,7 @@ def finetune_options(args):
     """The keyword arguments of `experiments.finetune_mnist` set by the flags of
     `add_optimizer_arguments`."""
     names = ("optimizer", "weight_decay", "jit_compile", "head_epochs", "adversarial",
-             "adversarial_alpha", "vat", "vat_weight", "vat_xi", "teachers",
+             "adversarial_alpha", "adversarial_norm", "adversarial_clip", "vat", "vat_weight", "vat_xi", "teachers",
              "distill_temperature", "distill_weight")
     return {name: getattr(args, name) for name in names}
 

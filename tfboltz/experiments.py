@@ -97,7 +97,7 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
                    n_train=None, seed=0, monitor="val_accuracy", min_steps_per_epoch=1,
                    lr_schedule="constant", optimizer="adam", weight_decay=None,
                    jit_compile=False, head_epochs=0, adversarial=None, adversarial_alpha=0.5,
-                   vat=None, vat_weight=1.0, vat_xi=None, teachers=None,
+                   adversarial_norm="inf", adversarial_clip=True, vat=None, vat_weight=1.0, vat_xi=None, teachers=None,
                    distill_temperature=10.0, distill_weight=0.9, verbose=2):
     """Fine-tune `model.to_sequential(10)` on MNIST, export it, check the export.
 
@@ -149,6 +149,10 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
             mean-field-augmented input ``[v, q(h_2)]``, computed once, perturbed and
             clipped to [0, 1]. Head epochs stay plain.
         adversarial_alpha: weight of the clean loss in the adversarial objective.
+        adversarial_norm: "inf" (the sign of the gradient) or "l2" (the gradient
+            scaled to L2 norm `adversarial` per row).
+        adversarial_clip: clip the perturbed input to [0, 1] (False: leave it, as
+            virtual adversarial training does).
         vat: L2 radius of virtual adversarial training
             (`classifier.VirtualAdversarialTraining`) on the same input, or None. Not
             together with `adversarial`. Head epochs stay plain.
@@ -178,8 +182,9 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
     if weight_decay is not None:
         weight_decay = validation.non_negative_float("weight_decay", weight_decay)
     if adversarial is not None:
-        adversarial, adversarial_alpha, _ = classifier.AdversarialTraining.check_settings(
-            adversarial, adversarial_alpha)
+        adversarial, adversarial_alpha, _, adversarial_norm = (
+            classifier.AdversarialTraining.check_settings(adversarial, adversarial_alpha,
+                                                          norm=adversarial_norm))
     if vat is not None:
         if adversarial is not None:
             raise ValueError("Expected one of adversarial and vat, not both. Received: "
@@ -264,7 +269,9 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
             lr, decay_steps=epochs * -(-reps * n_fit // batch_size))
     fitted = head
     if adversarial is not None:
-        fitted = classifier.AdversarialTraining(head, adversarial, adversarial_alpha)
+        fitted = classifier.AdversarialTraining(
+            head, adversarial, adversarial_alpha, clip=(0.0, 1.0) if adversarial_clip else None,
+            norm=adversarial_norm)
     elif vat is not None:
         fitted = classifier.VirtualAdversarialTraining(head, vat, vat_weight, xi=vat_xi,
                                                        seed=seed)
@@ -306,6 +313,8 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         "jit_compile": bool(jit_compile), "head_epochs": head_epochs,
         "adversarial_epsilon": adversarial,
         "adversarial_alpha": None if adversarial is None else adversarial_alpha,
+        "adversarial_norm": None if adversarial is None else adversarial_norm,
+        "adversarial_clip": None if adversarial is None else bool(adversarial_clip),
         "vat_epsilon": vat, "vat_weight": None if vat is None else vat_weight,
         "vat_xi": None if vat is None else (vat_xi or "exact"),
         "teachers": teacher_names,
