@@ -126,8 +126,8 @@ def finetune_options(args):
     """The keyword arguments of `experiments.finetune_mnist` set by the flags of
     `add_optimizer_arguments`."""
     names = ("optimizer", "weight_decay", "jit_compile", "head_epochs", "adversarial",
-             "adversarial_alpha", "adversarial_norm", "adversarial_clip", "vat", "vat_weight", "vat_xi", "teachers",
-             "distill_temperature", "distill_weight")
+             "adversarial_alpha", "adversarial_norm", "adversarial_clip", "vat", "vat_weight",
+             "vat_xi", "teachers", "distill_temperature", "distill_weight")
     return {name: getattr(args, name) for name in names}
 
 

@@ -97,8 +97,9 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
                    n_train=None, seed=0, monitor="val_accuracy", min_steps_per_epoch=1,
                    lr_schedule="constant", optimizer="adam", weight_decay=None,
                    jit_compile=False, head_epochs=0, adversarial=None, adversarial_alpha=0.5,
-                   adversarial_norm="inf", adversarial_clip=True, vat=None, vat_weight=1.0, vat_xi=None, teachers=None,
-                   distill_temperature=10.0, distill_weight=0.9, verbose=2):
+                   adversarial_norm="inf", adversarial_clip=True, vat=None, vat_weight=1.0,
+                   vat_xi=None, teachers=None, distill_temperature=10.0, distill_weight=0.9,
+                   verbose=2):
     """Fine-tune `model.to_sequential(10)` on MNIST, export it, check the export.
 
     A DBM classifier's first layer (the mean-field augmentation) is frozen, so its
