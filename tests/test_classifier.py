@@ -264,6 +264,26 @@ def test_vat_direction_is_the_same_eagerly_and_in_a_graph(rng):
     assert cos.min() > 0.99999
 
 
+def test_vat_orient_keeps_the_side_with_the_larger_divergence(rng):
+    x = rng.random((64, 5)).astype("float32")
+    clf = _mlp(0, n_in=5, n_classes=3)
+    plain, oriented = (tb.classifier.VirtualAdversarialTraining(clf, 2.0, seed=3, orient=o)
+                       for o in (False, True))
+    r = (plain.perturb(x) - x).numpy()
+    r_oriented = (oriented.perturb(x) - x).numpy()  # the same seed: the same axis
+    sign = np.sign((r * r_oriented).sum(1))
+    np.testing.assert_allclose(r_oriented, sign[:, None] * r, atol=1e-6)
+    p = clf(x).numpy()
+
+    def kl(q):
+        return np.sum(p * (np.log(p) - np.log(q)), axis=1)
+    kept, other = kl(clf(x + r_oriented).numpy()), kl(clf(x - r_oriented).numpy())
+    assert np.all(kept >= other)
+    flipped = sign < 0  # the start's sign was the smaller side on some rows, not on all
+    assert 0 < flipped.sum() < len(x)
+    assert np.all(kept[flipped] > other[flipped])
+
+
 def test_vat_step_matches_the_objective_computed_by_hand(rng):
     x = rng.random((8, 5)).astype("float32")
     y = rng.integers(0, 3, 8)
@@ -316,8 +336,8 @@ def test_vat_refuses_bad_settings():
     clf = _mlp(0)
     for bad in (dict(epsilon=0.0), dict(epsilon=-1.0), dict(epsilon=float("nan")),
                 dict(epsilon=1.0, weight=0.0), dict(epsilon=1.0, xi=0.0),
-                dict(epsilon=1.0, n_power=0)):
-        with pytest.raises(ValueError, match="epsilon|weight|xi|n_power"):
+                dict(epsilon=1.0, n_power=0), dict(epsilon=1.0, orient="yes")):
+        with pytest.raises(ValueError, match="epsilon|weight|xi|n_power|orient"):
             tb.classifier.VirtualAdversarialTraining(clf, **bad)
 
 

@@ -207,8 +207,13 @@ def test_virtual_adversarial_finetuning_from_the_cli(small_dbm, tmp_path, capsys
     assert cli.main(["finetune", str(path), "--epochs", "1", "--n-val", "40", "--vat", "1.5",
                      "--vat-xi", "1e-3", "--out", str(tmp_path / "vat_fd")]) == 0
     assert json.loads((tmp_path / "vat_fd" / "result.json").read_text())["vat_xi"] == 1e-3
+    assert cli.main(["finetune", str(path), "--epochs", "1", "--n-val", "40", "--vat", "1.5",
+                     "--vat-orient", "--out", str(tmp_path / "vat_or")]) == 0
+    assert json.loads((tmp_path / "vat_or" / "result.json").read_text())["vat_orient"] is True
+    assert result["vat_orient"] is False
     for bad, match in ((dict(vat=0.0), "epsilon"), (dict(vat=1.0, vat_weight=-1.0), "weight"),
-                       (dict(vat=1.0, vat_xi=0.0), "xi"),
+                       (dict(vat=1.0, vat_xi=0.0), "xi"), (dict(vat=1.0, vat_orient=1), "orient"),
+                       (dict(adversarial=0.1, adversarial_clip="no"), "adversarial_clip"),
                        (dict(vat=1.0, adversarial=0.1), "not both")):
         with pytest.raises(ValueError, match=match):
             experiments.finetune_mnist(small_dbm, tmp_path / "bad", epochs=1, **bad)

@@ -113,6 +113,9 @@ def add_optimizer_arguments(p):
     p.add_argument("--vat-xi", type=float, default=None, metavar="XI",
                    help="the paper's finite-difference power step of this size instead of "
                         "the exact one (1e-6 in the paper, below float32's resolution)")
+    p.add_argument("--vat-orient", action="store_true",
+                   help="keep whichever side of the virtual adversarial direction has the "
+                        "larger divergence (the power iteration gives an axis, not a side)")
     p.add_argument("--teachers", nargs="+", default=None, metavar="CLASSIFIER",
                    help="knowledge distillation from these fine-tuned classifiers (.keras "
                         "files; their averaged log-probabilities, Hinton et al. 2015)")
@@ -127,7 +130,7 @@ def finetune_options(args):
     `add_optimizer_arguments`."""
     names = ("optimizer", "weight_decay", "jit_compile", "head_epochs", "adversarial",
              "adversarial_alpha", "adversarial_norm", "adversarial_clip", "vat", "vat_weight",
-             "vat_xi", "teachers", "distill_temperature", "distill_weight")
+             "vat_xi", "vat_orient", "teachers", "distill_temperature", "distill_weight")
     return {name: getattr(args, name) for name in names}
 
 

@@ -98,8 +98,8 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
                    lr_schedule="constant", optimizer="adam", weight_decay=None,
                    jit_compile=False, head_epochs=0, adversarial=None, adversarial_alpha=0.5,
                    adversarial_norm="inf", adversarial_clip=True, vat=None, vat_weight=1.0,
-                   vat_xi=None, teachers=None, distill_temperature=10.0, distill_weight=0.9,
-                   verbose=2):
+                   vat_xi=None, vat_orient=False, teachers=None, distill_temperature=10.0,
+                   distill_weight=0.9, verbose=2):
     """Fine-tune `model.to_sequential(10)` on MNIST, export it, check the export.
 
     A DBM classifier's first layer (the mean-field augmentation) is frozen, so its
@@ -161,6 +161,8 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         vat_xi: None for the exact power step of `VirtualAdversarialTraining`, or the
             paper's finite-difference step (what this function used, at 1e-6, before
             the exact step existed).
+        vat_orient: keep whichever side of the virtual adversarial direction has the
+            larger divergence (`VirtualAdversarialTraining`'s `orient`).
         teachers: classifiers (Keras models or ``.keras`` paths) that take the same raw
             inputs, or None. With teachers the classifier is fitted by knowledge
             distillation (`classifier.Distillation`) on the labels and on the
@@ -192,6 +194,9 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
                              f"adversarial={adversarial}, vat={vat}")
         vat, vat_weight, vat_xi, _ = classifier.VirtualAdversarialTraining.check_settings(
             vat, vat_weight, vat_xi)
+    for name, flag in (("adversarial_clip", adversarial_clip), ("vat_orient", vat_orient)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"Expected {name} True or False. Received: {name}={flag!r}")
     teacher_names = None
     if teachers is not None:
         if adversarial is not None or vat is not None:
@@ -275,7 +280,7 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
             norm=adversarial_norm)
     elif vat is not None:
         fitted = classifier.VirtualAdversarialTraining(head, vat, vat_weight, xi=vat_xi,
-                                                       seed=seed)
+                                                       seed=seed, orient=vat_orient)
     elif teachers is not None:
         fitted = classifier.Distillation(head, distill_temperature, distill_weight)
     fitted.compile(optimizer=make_optimizer(rate), loss="sparse_categorical_crossentropy",
@@ -315,9 +320,10 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         "adversarial_epsilon": adversarial,
         "adversarial_alpha": None if adversarial is None else adversarial_alpha,
         "adversarial_norm": None if adversarial is None else adversarial_norm,
-        "adversarial_clip": None if adversarial is None else bool(adversarial_clip),
+        "adversarial_clip": None if adversarial is None else adversarial_clip,
         "vat_epsilon": vat, "vat_weight": None if vat is None else vat_weight,
         "vat_xi": None if vat is None else (vat_xi or "exact"),
+        "vat_orient": None if vat is None else vat_orient,
         "teachers": teacher_names,
         "distill_temperature": None if teachers is None else distill_temperature,
         "distill_weight": None if teachers is None else distill_weight, **teacher_figures,
