@@ -259,3 +259,31 @@ def test_distillation_targets_script_summarizes_the_soft_targets(tmp_path, digit
         script.main([str(tmp_path / "t.keras"), "--n-val", "-1"])
     with pytest.raises(SystemExit):
         script.main([str(tmp_path / "t.keras"), "--n-val", "1000"])
+
+
+def test_check_vat_direction_script(tmp_path, digits_as_mnist):
+    x, _ = tb.data.load_mnist("train")
+    y = tb.data.load_mnist("train")[1]
+    clf = tb.DBM([64, 16, 16]).to_sequential(10)  # its first layer: the augmentation
+    clf.compile("adam", "sparse_categorical_crossentropy")
+    clf.fit(x, y, epochs=3, verbose=0)
+    clf.save(tmp_path / "clf.keras")
+    script = _script("check_vat_direction")
+    out = tmp_path / "direction.json"
+    script.main([str(tmp_path / "clf.keras"), "--first-row", "900", "--n-rows", "100",
+                 "--xi", "1e-3", "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert result["rows"] == 100
+    # the exact float32 product against the float64 reference of the same step
+    assert result["exact float32 H d vs float64 finite difference"]["median"] > 0.999
+    for name in ("exact", "exact, oriented", "xi=0.001"):
+        signed = result[f"{name} graph vs predicted-class gradient"]
+        absolute = result[f"{name} graph vs predicted-class gradient, absolute"]
+        assert absolute["min"] >= 0 and absolute["median"] >= abs(signed["median"]) - 1e-12
+        assert 0 <= result[f"{name} graph: share of rows where the predicted class's loss "
+                           "rises"] <= 1
+    for bad in (["--first-row", "950"], ["--n-rows", "0"], ["--first-row", "-1"]):
+        with pytest.raises(SystemExit):
+            script.main([str(tmp_path / "clf.keras"), *bad])
+    with pytest.raises(SystemExit):
+        script.main([str(tmp_path / "missing.keras")])
