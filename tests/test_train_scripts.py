@@ -229,13 +229,21 @@ def test_dbm_script_ends_with_averaged_weights(tmp_path, digits_as_mnist):
         train.parse_args(["--ema", "1.0"])
 
 
+def _fitted_and_saved(build, path, epochs):
+    """`build()` (seed 0) fitted on the training rows for `epochs` epochs, saved at `path`."""
+    keras.utils.set_random_seed(0)
+    clf = build()
+    clf.compile("adam", "sparse_categorical_crossentropy")
+    clf.fit(*tb.data.load_mnist("train"), epochs=epochs, verbose=0)
+    clf.save(path)
+    return clf
+
+
 def test_distillation_targets_script_summarizes_the_soft_targets(tmp_path, digits_as_mnist):
     x, _ = tb.data.load_mnist("train")
-    keras.utils.set_random_seed(0)
-    teacher = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
-    teacher.compile("adam", "sparse_categorical_crossentropy")
-    teacher.fit(x, tb.data.load_mnist("train")[1], epochs=5, verbose=0)
-    teacher.save(tmp_path / "t.keras")
+    teacher = _fitted_and_saved(lambda: keras.Sequential(
+        [keras.Input((64,)), keras.layers.Dense(10, activation="softmax")]),
+        tmp_path / "t.keras", epochs=5)
     script = _script("distillation_targets")
     out = tmp_path / "targets.json"
     script.main([str(tmp_path / "t.keras"), "--temperatures", "1", "3", "10",
@@ -262,12 +270,9 @@ def test_distillation_targets_script_summarizes_the_soft_targets(tmp_path, digit
 
 
 def test_check_vat_direction_script(tmp_path, digits_as_mnist):
-    x, _ = tb.data.load_mnist("train")
-    y = tb.data.load_mnist("train")[1]
-    clf = tb.DBM([64, 16, 16]).to_sequential(10)  # its first layer: the augmentation
-    clf.compile("adam", "sparse_categorical_crossentropy")
-    clf.fit(x, y, epochs=3, verbose=0)
-    clf.save(tmp_path / "clf.keras")
+    # its first layer: the mean-field augmentation, as in a fine-tuned DBM classifier
+    _fitted_and_saved(lambda: tb.DBM([64, 16, 16]).to_sequential(10), tmp_path / "clf.keras",
+                      epochs=3)
     script = _script("check_vat_direction")
     out = tmp_path / "direction.json"
     script.main([str(tmp_path / "clf.keras"), "--first-row", "900", "--n-rows", "100",
