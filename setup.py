@@ -28,7 +28,10 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "dev": ["pytest>=8", "ruff>=0.6", "scikit-learn>=1.5", "matplotlib>=3.8"],
+        # jax: the tests of scripts/dbm_joint_jax.py, the joint phase for accelerators
+        # that carry JAX but no TensorFlow, checked against tfboltz's own step.
+        "dev": ["pytest>=8", "ruff>=0.6", "scikit-learn>=1.5", "matplotlib>=3.8",
+                "jax>=0.6"],
     },
     entry_points={"console_scripts": ["tfboltz=tfboltz.cli:main"]},
 )

@@ -225,12 +225,19 @@ def train(args):
     jax, jnp = _jax()
     t_start = time.time()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     with np.load(args.start) as f:
         arrays = {k: f[k] for k in KEYS}
         cfg = json.loads(str(f["config"]))
     with np.load(args.data) as f:
-        x = jnp.asarray(f["x"][: args.n_train], "float32") / 255.0
+        x = f["x"][: args.n_train]
+    if x.ndim != 2 or x.shape[1] != arrays["w1"].shape[0] or x.dtype != np.uint8:
+        sys.exit(f"Expected uint8 rows of {arrays['w1'].shape[0]} pixels in {args.data}. "
+                 f"Received: {x.dtype} of shape {x.shape}")
+    if len(x) < args.batch_size:
+        sys.exit(f"Expected at least --batch-size ({args.batch_size}) rows. "
+                 f"Received: {len(x)}")
+    x = jnp.asarray(x, "float32") / 255.0
+    out.mkdir(parents=True, exist_ok=True)
     n = len(args.seeds) + len(args.control_seeds)
     one = initial_state(arrays)
     state = jax.tree.map(lambda a: jnp.broadcast_to(a, (n, *a.shape)).copy(), one)
@@ -309,14 +316,13 @@ def check(args):
     import keras
     import numpy as np
 
-    import tfboltz as tb
-
     dbm = _tf_model(args.model)
     arrays = _arrays(dbm)
     cfg = {k: getattr(dbm, k) for k in ("k", "n_mean_field", "mean_field_tol", "l2",
                                         "centering_rate", "n_chains")}
-    x, _ = tb.data.load_mnist("train")
-    v = (np.random.default_rng(0).random((200, 784)) < x[:200]).astype("float32")
+    # Any binary rows will do: seeded ones, each pixel on with its own probability.
+    rng = np.random.default_rng(0)
+    v = (rng.random((200, dbm.n_visible)) < rng.random(dbm.n_visible)).astype("float32")
     lr = 0.002
     jax, jnp = _jax()
     step = step_fn(cfg, means_only=True)

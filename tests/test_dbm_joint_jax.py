@@ -1,0 +1,126 @@
+"""scripts/dbm_joint_jax.py: the JAX transcription of the DBM joint phase, checked
+against tfboltz's own train step, and its round trip from and back to tfboltz."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import tfboltz as tb
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "dbm_joint_jax.py"
+
+
+@pytest.fixture(scope="module")
+def jx():
+    spec = importlib.util.spec_from_file_location("dbm_joint_jax", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def centered_dbm(tmp_path, digits, monkeypatch):
+    """A small centered 64-16-12 DBM, pretrained and jointly trained a little on the
+    digits, saved; `tb.data.load_mnist` serves the digits."""
+    x, y = digits
+    monkeypatch.setattr(tb.data, "load_mnist", lambda split="train", **_: (x[:500], y[:500]))
+    keras.utils.set_random_seed(0)
+    dbm = tb.DBM([64, 16, 12], n_chains=20, k=2, l2=2e-4, centering=True, seed=0)
+    xb = (np.random.default_rng(0).random((500, 64)) < x[:500]).astype("float32")
+    tb.pretrain_dbm(dbm, xb, epochs=1, batch_size=50, verbose=0)
+    dbm.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.5))
+    dbm.fit(xb, batch_size=50, epochs=1, verbose=0)
+    path = tmp_path / "dbm.keras"
+    dbm.save(path)
+    return path
+
+
+def test_jax_updates_match_tfboltz_train_step(jx, centered_dbm, capsys):
+    jx.main(["check", str(centered_dbm)])
+    report = json.loads(capsys.readouterr().out.split("the JAX step")[0])
+    # Two steps moved every parameter, and the JAX ones agree to float32 round-off,
+    # a hundredth of the change or less.
+    for key in ("w1", "w2", "b0", "b1", "b2", "mu0", "mu1", "mu2"):
+        change, diff = report["max_abs_change"][key], report["max_abs_difference"][key]
+        assert change > 1e-7 and diff < 1e-5 and diff <= 0.01 * change, (key, report)
+
+
+def test_check_fails_on_a_different_update(jx, centered_dbm, monkeypatch):
+    step_fn = jx.step_fn
+    monkeypatch.setattr(jx, "step_fn", lambda cfg, means_only=False: step_fn(
+        {**cfg, "l2": cfg["l2"] + 0.5}, means_only))
+    with pytest.raises(SystemExit, match="differs from tfboltz's in"):
+        jx.main(["check", str(centered_dbm)])
+
+
+def test_export_train_import_round_trip(jx, centered_dbm, tmp_path):
+    start = tmp_path / "accel" / "start.npz"
+    jx.main(["export", str(centered_dbm), str(start)])
+    data = start.with_name("mnist_train.npz")
+    with np.load(data) as f:
+        assert f["x"].dtype == np.uint8 and f["x"].shape == (500, 64)
+    out = tmp_path / "out"
+    jx.main(["train", str(start), str(data), "--out", str(out), "--seeds", "0", "1",
+             "--epochs", "3", "--control-seeds", "0", "--control-epochs", "1",
+             "--batch-size", "50", "--checkpoint-every", "2"])
+    log = json.loads((out / "log.json").read_text())
+    assert [r["epochs"] for r in log["runs"]] == [3, 3, 1]
+    assert [e["epoch"] for e in log["epochs"]] == [1, 2, 3]
+    assert all(s == 0.0 for e in log["epochs"] for s in e["skipped"])
+    assert sorted(p.name for p in out.glob("*.npz")) == [
+        "model_e1_s0.npz", "model_e3_s0.npz", "model_e3_s1.npz"]
+
+    before = keras.saving.load_model(centered_dbm, compile=False)
+    runs = {}
+    for name in ("e3_s0", "e3_s1", "e1_s0"):
+        jx.main(["import", str(out / f"model_{name}.npz"), str(centered_dbm),
+                 str(tmp_path / f"{name}.keras")])
+        runs[name] = keras.saving.load_model(tmp_path / f"{name}.keras", compile=False)
+    for model in runs.values():
+        assert model.centering and model.layer_sizes == [64, 16, 12]
+        assert not np.allclose(model.kernels[0].numpy(), before.kernels[0].numpy())
+    # Seeds differ; the one-epoch control stopped moving after its epoch.
+    assert not np.allclose(runs["e3_s0"].kernels[0].numpy(), runs["e3_s1"].kernels[0].numpy())
+    change_control = np.abs(runs["e1_s0"].kernels[0].numpy() - before.kernels[0].numpy()).max()
+    change_long = np.abs(runs["e3_s0"].kernels[0].numpy() - before.kernels[0].numpy()).max()
+    assert change_control < change_long
+    # An imported model is an ordinary tfboltz DBM: mean-field works on it.
+    means = runs["e3_s0"].mean_field(np.zeros((2, 64), "float32"))
+    assert means[2].shape == (2, 12)
+
+
+def test_time_budget_picks_the_longest_schedule_that_fits(jx, centered_dbm, tmp_path):
+    start = tmp_path / "start.npz"
+    jx.main(["export", str(centered_dbm), str(start)])
+    data = start.with_name("mnist_train.npz")
+    out = tmp_path / "out"
+    jx.main(["train", str(start), str(data), "--out", str(out), "--batch-size", "50",
+             "--time-budget", "600", "--epochs-choices", "1", "2", "1000000"])
+    log = json.loads((out / "log.json").read_text())
+    assert log["timing"]["chosen_epochs"] == 2
+    assert log["runs"] == [{"epochs": 2, "seed": 0}]
+    with pytest.raises(SystemExit, match="no schedule"):
+        jx.main(["train", str(start), str(data), "--out", str(tmp_path / "none"),
+                 "--batch-size", "50", "--time-budget", "600", "--epochs-choices", "1000000"])
+
+
+def test_bad_input_is_refused_before_anything_is_written(jx, centered_dbm, tmp_path):
+    start = tmp_path / "start.npz"
+    jx.main(["export", str(centered_dbm), str(start)])
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, x=np.zeros((100, 30), np.uint8))
+    with pytest.raises(SystemExit, match="Expected uint8 rows of 64 pixels"):
+        jx.main(["train", str(start), str(wrong), "--out", str(tmp_path / "a")])
+    with pytest.raises(SystemExit, match="at least --batch-size"):
+        jx.main(["train", str(start), str(start.with_name("mnist_train.npz")),
+                 "--out", str(tmp_path / "b"), "--batch-size", "1000"])
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    plain = tb.DBM([64, 8, 6], seed=0)  # not centered: not the configuration transcribed
+    plain.save(tmp_path / "plain.keras")
+    with pytest.raises(ValueError, match="Expected a centered DBM"):
+        jx.main(["export", str(tmp_path / "plain.keras"), str(tmp_path / "p.npz")])
+    assert not (tmp_path / "p.npz").exists()
