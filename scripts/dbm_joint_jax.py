@@ -336,7 +336,13 @@ def check(args):
     ref = _arrays(dbm)
     worst = {k: float(np.max(np.abs(np.asarray(new[k]) - ref[k]))) for k in KEYS}
     moved = {k: float(np.max(np.abs(ref[k] - arrays[k]))) for k in KEYS}
-    print(json.dumps({"max_abs_difference": worst, "max_abs_change": moved}, indent=1))
+    report = {"model": str(args.model), "jax": jax.__version__, "steps": 2, "lr": lr,
+              "momentum": 0.5, "max_abs_difference": worst, "max_abs_change": moved}
+    print(json.dumps(report, indent=1))
+    if args.json:
+        tmp = Path(args.json + ".tmp")
+        tmp.write_text(json.dumps(report, indent=1))
+        tmp.replace(args.json)
     bad = [k for k in KEYS if worst[k] > args.atol + 1e-3 * moved[k]]
     if bad:
         sys.exit(f"the JAX step differs from tfboltz's in {bad}")
@@ -357,6 +363,7 @@ def main(argv=None):
     c = sub.add_parser("check", help="one deterministic update against tfboltz's")
     c.add_argument("model")
     c.add_argument("--atol", type=float, default=1e-5)
+    c.add_argument("--json", help="also write the report here")
     t = sub.add_parser("train", help="the joint phase in JAX")
     t.add_argument("start")
     t.add_argument("data")
