@@ -22,21 +22,28 @@ def jx():
     return module
 
 
-@pytest.fixture
-def centered_dbm(tmp_path, digits, monkeypatch):
+@pytest.fixture(scope="module")
+def saved_dbm(tmp_path_factory, digits):
     """A small centered 64-16-12 DBM, pretrained and jointly trained a little on the
-    digits, saved; `tb.data.load_mnist` serves the digits."""
-    x, y = digits
-    monkeypatch.setattr(tb.data, "load_mnist", lambda split="train", **_: (x[:500], y[:500]))
+    digits, saved once for the module."""
+    x, _ = digits
     keras.utils.set_random_seed(0)
     dbm = tb.DBM([64, 16, 12], n_chains=20, k=2, l2=2e-4, centering=True, seed=0)
     xb = (np.random.default_rng(0).random((500, 64)) < x[:500]).astype("float32")
     tb.pretrain_dbm(dbm, xb, epochs=1, batch_size=50, verbose=0)
     dbm.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.5))
     dbm.fit(xb, batch_size=50, epochs=1, verbose=0)
-    path = tmp_path / "dbm.keras"
+    path = tmp_path_factory.mktemp("jax") / "dbm.keras"
     dbm.save(path)
     return path
+
+
+@pytest.fixture
+def centered_dbm(saved_dbm, digits, monkeypatch):
+    """`saved_dbm`, with `tb.data.load_mnist` serving the first 500 digits."""
+    x, y = digits
+    monkeypatch.setattr(tb.data, "load_mnist", lambda split="train", **_: (x[:500], y[:500]))
+    return saved_dbm
 
 
 def test_jax_updates_match_tfboltz_train_step(jx, centered_dbm, tmp_path):
