@@ -27,6 +27,11 @@ finetune_vat        the same epoch with virtual adversarial training
                     finetune epoch of the same run.
 finetune_vat_fd     the same with the paper's finite-difference power step
                     (xi 1e-6) instead of the exact one.
+finetune_adv_l2     finetune_adv with the fast gradient method in the L2 norm
+                    (epsilon 2, unclipped: `norm="l2", clip=None`); the same
+                    products as finetune_adv.
+finetune_vat_oriented  finetune_vat with the side of the perturbation chosen by the
+                    larger KL (`orient=True`): two more forwards a step.
 *_bf16              rbm_cd1 and dbm_joint with `matmul_dtype="bfloat16"` (mixed
                     precision); their products are timed in bfloat16 too.
 *_xla               rbm_cd1, dbm_pretrain and finetune compiled with XLA
@@ -316,9 +321,10 @@ def _batches(f, y):
 
 def finetune_products(d, wrapper=None):
     """The matrix products of one step of the DBM classifier's trainable layers
-    (d -> 500 -> 1000 -> 10); with `wrapper` "adversarial", "vat" or "vat_fd", those of
-    the step of `AdversarialTraining` or `VirtualAdversarialTraining` (exact or
-    finite-difference power step)."""
+    (d -> 500 -> 1000 -> 10); with `wrapper` "adversarial" (or "adversarial_l2", the
+    same products), "vat", "vat_fd" or "vat_oriented", those of the step of
+    `AdversarialTraining` or `VirtualAdversarialTraining` (exact or finite-difference
+    power step; oriented: the exact step, then forwards at x + r and x - r)."""
     ta, tb = (True, False), (False, True)
     forward = [(B, d, 500), (B, 500, 1000), (B, 1000, 10)]
     weight_grads = [(1000, B, 10, *ta), (500, B, 1000, *ta), (d, B, 500, *ta)]  # X.T dY
@@ -326,15 +332,17 @@ def finetune_products(d, wrapper=None):
     to_input = hidden_grads + [(B, 500, d, *tb)]
     if wrapper is None:
         return forward + weight_grads + hidden_grads
-    if wrapper == "adversarial":
+    if wrapper in ("adversarial", "adversarial_l2"):
         # clean forward, its gradient down to the input, the perturbed forward, then the
         # weight gradients of both halves of the loss
         return forward + to_input + forward + 2 * (weight_grads + hidden_grads)
     # the reference forward, one power step (exact: a forward with its tangent J d, the
     # products of two forwards; finite difference: one forward at x + xi d; then back to
     # the input), the clean and the perturbed forwards, the weight gradients of both terms
-    power = 2 * forward if wrapper == "vat" else forward
-    return forward + power + to_input + 2 * forward + 2 * (weight_grads + hidden_grads)
+    power = forward if wrapper == "vat_fd" else 2 * forward
+    sides = 2 * forward if wrapper == "vat_oriented" else []
+    return (forward + power + to_input + sides + 2 * forward
+            + 2 * (weight_grads + hidden_grads))
 
 
 def case_finetune(x, y, jit=False, wrapper=None):
@@ -350,9 +358,12 @@ def case_finetune(x, y, jit=False, wrapper=None):
     fitted = head
     if wrapper == "adversarial":
         fitted = tb.classifier.AdversarialTraining(head, 0.1)
-    elif wrapper in ("vat", "vat_fd"):
+    elif wrapper == "adversarial_l2":
+        fitted = tb.classifier.AdversarialTraining(head, 2.0, clip=None, norm="l2")
+    elif wrapper in ("vat", "vat_fd", "vat_oriented"):
         xi = 1e-6 if wrapper == "vat_fd" else None
-        fitted = tb.classifier.VirtualAdversarialTraining(head, 2.0, xi=xi, seed=0)
+        fitted = tb.classifier.VirtualAdversarialTraining(
+            head, 2.0, xi=xi, seed=0, orient=wrapper == "vat_oriented")
     fitted.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
                    steps_per_execution=50, jit_compile=jit)
     timer = EpochTimer()
@@ -390,7 +401,9 @@ def run_case(name, x, y):
         return case_finetune(x[:55000], y[:55000])
     if name == "finetune_adv":
         return case_finetune(x[:55000], y[:55000], wrapper="adversarial")
-    if name in ("finetune_vat", "finetune_vat_fd"):
+    if name == "finetune_adv_l2":
+        return case_finetune(x[:55000], y[:55000], wrapper="adversarial_l2")
+    if name in ("finetune_vat", "finetune_vat_fd", "finetune_vat_oriented"):
         return case_finetune(x[:55000], y[:55000], wrapper=name[9:])
     if name.startswith("scale_h"):
         return case_rbm(x[:10000], n_hid=int(name[7:]))
@@ -418,7 +431,8 @@ def child(args):
 
 def cases(quick):
     names = ["rbm_cd1", "rbm_pcd1", "dbm_pretrain", "dbm_joint", "dbm_joint_numpy", "ais_dbm",
-             "finetune", "finetune_adv", "finetune_vat", "finetune_vat_fd", "rbm_cd1_bf16",
+             "finetune", "finetune_adv", "finetune_adv_l2", "finetune_vat", "finetune_vat_fd",
+             "finetune_vat_oriented", "rbm_cd1_bf16",
              "dbm_joint_bf16", "rbm_cd1_xla", "dbm_pretrain_xla", "finetune_xla"]
     names += [f"scale_h{h}" for h in SCALE_HIDDEN] + [f"scale_b{b}" for b in SCALE_BATCH]
     return names
@@ -445,11 +459,12 @@ def peers(data_npy, n_rows):
 
 
 def table(results, peer):
-    lines = [f"{'case':<16}{'epoch s':>9}{'products s':>12}{'GFLOP/s':>9}{'ratio':>7}"
+    w = max([16, *(len(name) + 1 for name in results)])
+    lines = [f"{'case':<{w}}{'epoch s':>9}{'products s':>12}{'GFLOP/s':>9}{'ratio':>7}"
              f"{'target':>8}{'peak MB':>9}  peer"]
     for name, r in results.items():
         if "error" in r:
-            lines.append(f"{name:<16}  FAILED: {r['error'][-200:]}")
+            lines.append(f"{name:<{w}}  FAILED: {r['error'][-200:]}")
             continue
         if name == "dbm_joint_numpy":
             continue
@@ -466,14 +481,14 @@ def table(results, peer):
         if name == "rbm_pcd1" and "seconds" in peer.get("sklearn", {}):
             sk = peer["sklearn"]["seconds"]  # BernoulliRBM learns by PCD-1
             note = f"sklearn {sk:.2f} s ({r['seconds'] / sk:.2f}x)"
-        if (name in ("finetune_adv", "finetune_vat", "finetune_vat_fd")
+        if (name.startswith(("finetune_adv", "finetune_vat"))
                 and "seconds" in results.get("finetune", {})):
             plain = results["finetune"]["seconds"]
             note = f"plain {plain:.2f} s ({r['seconds'] / plain:.2f}x)"
         if name == "dbm_joint" and "seconds" in results.get("dbm_joint_numpy", {}):
             np_s = results["dbm_joint_numpy"]["seconds"]
             note = f"numpy {np_s:.2f} s ({r['seconds'] / np_s:.2f}x)"
-        cols = (f"{name:<16}{r['seconds']:>9.2f}"
+        cols = (f"{name:<{w}}{r['seconds']:>9.2f}"
                 + (f"{r['products_s']:>12.2f}{r['gflops']:>9.1f}{ratio:>7.2f}"
                    if ratio is not None else f"{'':>12}{'':>9}{'':>7}")
                 + f"{target:>8}{r['peak_mb']:>9.0f}  {note}")

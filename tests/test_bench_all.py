@@ -37,6 +37,12 @@ def test_product_lists_and_flop():
         bench_all.flop(adv, 1) + 3 * 2 * 100 * (1784 * 500 + 500 * 1000 + 1000 * 10))
     # the paper's finite difference: one forward fewer than the exact power step
     assert len(bench_all.finetune_products(1784, "vat_fd")) == len(vat) - 3
+    # the L2 fast gradient: the sign's products; orienting VAT: forwards at x + r, x - r
+    assert bench_all.finetune_products(1784, "adversarial_l2") == adv
+    oriented = bench_all.finetune_products(1784, "vat_oriented")
+    assert len(oriented) == len(vat) + 2 * 3
+    assert bench_all.flop(oriented, 1) == pytest.approx(
+        bench_all.flop(vat, 1) + 2 * 2 * 100 * (1784 * 500 + 500 * 1000 + 1000 * 10))
 
 
 def test_products_time_runs_transposed_and_bfloat16():
@@ -53,6 +59,8 @@ def test_table_marks_targets():
                      "peak_mb": 2000.0},
         "finetune_adv": {"seconds": 9.0, "products_s": 4.5, "gflops": 200.0, "ratio": 2.0,
                          "peak_mb": 2000.0},
+        "finetune_vat_oriented": {"seconds": 15.0, "products_s": 9.0, "gflops": 200.0,
+                                  "ratio": 1.67, "peak_mb": 2000.0},
         "ais_dbm": {"seconds": 90.0, "log_z": 1618.3, "n_betas": 20000, "peak_mb": 1200.0},
         "dbm_joint": {"error": "boom"},
     }
@@ -61,6 +69,7 @@ def test_table_marks_targets():
     assert " ok " in lines["rbm_cd1"] and "sklearn 10.00 s (0.30x)" in lines["rbm_cd1"]
     assert "MISSED" in lines["finetune"]
     assert "plain 5.00 s (1.80x)" in lines["finetune_adv"]
+    assert "plain 5.00 s (3.00x)" in lines["finetune_vat_oriented"]
     assert " ok " in lines["ais_dbm"]
     assert "FAILED" in lines["dbm_joint"]
 
