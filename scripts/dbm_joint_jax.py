@@ -277,10 +277,9 @@ def train(args):
            "batch_size": args.batch_size, "n_train": int(x.shape[0]), "timing": timing,
            "epochs": []}
 
-    def save(e, finished):
-        for (epochs, seed), i in zip(runs, range(n)):
-            if finished is not None and epochs not in finished:
-                continue
+    def save():
+        # Every run each time (a finished one is frozen): a cut-off call keeps them all.
+        for i, (epochs, seed) in enumerate(runs):
             arrays = {k: np.asarray(state[k][i]) for k in KEYS}
             _save_npz(out / f"model_e{epochs}_s{seed}.npz", arrays)
         tmp = out / "log.tmp.json"
@@ -298,7 +297,7 @@ def train(args):
         ended = {epochs for epochs, _ in runs if epochs == e + 1}
         if ended or (e + 1) % args.checkpoint_every == 0:
             log["elapsed_seconds"] = round(time.time() - t_start, 1)
-            save(e + 1, ended or set())
+            save()
         if (e + 1) % args.print_every == 0 or e == 0 or ended:
             print(f"epoch {e + 1}/{max_epochs} {time.time() - t0:.2f}s "
                   f"recon {stats['reconstruction_error']} skipped {stats['skipped']}",
@@ -306,7 +305,7 @@ def train(args):
         if any(s > 0 for s in stats["skipped"]):
             print("warning: non-finite updates were skipped", flush=True)
     log["elapsed_seconds"] = round(time.time() - t_start, 1)
-    save(max_epochs, {epochs for epochs, _ in runs})
+    save()
     print(f"done in {log['elapsed_seconds']} s")
 
 

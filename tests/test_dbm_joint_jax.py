@@ -131,3 +131,18 @@ def test_bad_input_is_refused_before_anything_is_written(jx, centered_dbm, tmp_p
     with pytest.raises(ValueError, match="Expected a centered DBM"):
         jx.main(["export", str(tmp_path / "plain.keras"), str(tmp_path / "p.npz")])
     assert not (tmp_path / "p.npz").exists()
+
+
+def test_each_checkpoint_writes_every_run(jx, centered_dbm, tmp_path, monkeypatch):
+    """A call cut off between checkpoints still returns every run's latest weights."""
+    start = tmp_path / "start.npz"
+    jx.main(["export", str(centered_dbm), str(start)])
+    written = []
+    save_npz = jx._save_npz
+    monkeypatch.setattr(jx, "_save_npz", lambda path, arrays: (
+        written.append(path.name), save_npz(path, arrays)))
+    jx.main(["train", str(start), str(start.with_name("mnist_train.npz")), "--out",
+             str(tmp_path / "out"), "--seeds", "0", "1", "--epochs", "4",
+             "--batch-size", "50", "--checkpoint-every", "2"])
+    # Checkpoints after epochs 2 and 4, then the final save: both runs each time.
+    assert written == ["model_e4_s0.npz", "model_e4_s1.npz"] * 3
