@@ -404,12 +404,17 @@ def test_fetch_replaces_a_corrupted_file(card, server, tiny, tmp_path, capsys):
     assert "fails its sha256 check" in capsys.readouterr().out
 
 
-def test_corrupted_file_and_failed_refetch_leave_nothing(card, server, tmp_path):
+@pytest.mark.parametrize("mode", ["500", "corrupt", "truncated"])
+def test_failed_refetch_leaves_the_mismatching_file_as_it_was(card, server, tmp_path, mode):
+    # The file in place may be the user's own: only a verified download replaces it.
     (tmp_path / TEST_FILE).write_bytes(b"not the weights")
-    server.mode = "500"
-    with pytest.raises(zoo.FetchError):
+    server.mode = mode
+    with pytest.raises(zoo.FetchError, match="fails its sha256 check, was left as it was"):
         zoo.fetch(TEST_NAME, cache_dir=tmp_path, base_url=server.url, progress=False)
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [tmp_path / TEST_FILE]
+    assert (tmp_path / TEST_FILE).read_bytes() == b"not the weights"
+    with pytest.raises(zoo.FetchError, match="fails its sha256 check"):
+        zoo.load(TEST_NAME, cache_dir=tmp_path)
 
 
 # ---------------------------------------------------------------- load

@@ -442,8 +442,10 @@ def fetch(name, cache_dir=None, base_url=None, timeout=60, progress=True):
 
     A file already in place with the card's sha256 is kept. Any other file is
     downloaded to a temporary file beside its destination, checked (size and full
-    sha256) and only then moved into place; a file at the destination that fails its
-    check is removed first, so on failure no file is left under the final name.
+    sha256) and only then moved into place, over any file at the destination that
+    fails its check. A failed download leaves the destination as it was: no file if
+    there was none, the mismatching file untouched if there was one (it may be the
+    user's own; `load` refuses it all the same), and no temporary file.
 
     Example::
 
@@ -479,15 +481,20 @@ def fetch(name, cache_dir=None, base_url=None, timeout=60, progress=True):
             if progress:
                 print(f"{name}: {entry['name']} present, sha256 ok ({path})")
         else:
-            if path.exists():
-                if progress:
-                    print(f"{name}: {entry['name']} at {path} fails its sha256 check; "
-                          f"downloading it again from {url}")
-                path.unlink()
+            mismatching = path.exists()
+            if progress and mismatching:
+                print(f"{name}: {entry['name']} at {path} fails its sha256 check; "
+                      f"downloading it again from {url}")
             elif progress:
                 print(f"{name}: downloading {entry['name']} ({entry['size']:,d} bytes) from "
                       f"{url} to {path}")
-            _download(name, entry, url, path, timeout, progress)
+            try:
+                _download(name, entry, url, path, timeout, progress)
+            except FetchError as err:
+                if not mismatching:
+                    raise
+                raise FetchError(f"{err} The file already at {path}, which fails its sha256 "
+                                 "check, was left as it was.") from err.__cause__
         paths.append(str(path))
     return paths
 
