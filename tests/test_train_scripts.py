@@ -292,3 +292,23 @@ def test_check_vat_direction_script(tmp_path, digits_as_mnist):
             script.main([str(tmp_path / "clf.keras"), *bad])
     with pytest.raises(SystemExit):
         script.main([str(tmp_path / "missing.keras")])
+
+
+def test_results_tables_reads_the_published_dbms_files(tmp_path, monkeypatch, capsys):
+    tables = _script("results_tables")
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    tables.dbm_table()
+    assert "| AIS log Z and test ELBO | not measured |" in capsys.readouterr().out
+    run = {"seed": 3, "log_z": 1000.0, "log_z_low": 999.5, "log_z_high": 1000.25,
+           "test_elbo": -85.25}
+    (tmp_path / (tables.DBM_PREFIX + "ais_rbm_60k_5steps_seed3.json")).write_text(
+        json.dumps({"runs": [run]}))
+    for seed, error in ((0, 1.0), (1, 1.5)):
+        (tmp_path / (tables.DBM_PREFIX + f"finetune_vat2_dropout0.2_cosine100_seed{seed}.json")
+         ).write_text(json.dumps({"seed": seed, "test_error_percent": error}))
+    tables.dbm_table()
+    out = capsys.readouterr().out
+    assert "| 1000.000 (999.500, 1000.250) |" in out
+    assert "| average test ELBO (AIS seed 3) | -85.25 nats |" in out
+    assert "1.00% / 1.50% (seeds 0, 1; mean 1.250%)" in out
+    assert "150 epochs) | not measured |" in out
