@@ -494,7 +494,7 @@ def fetch(name, cache_dir=None, base_url=None, timeout=60, progress=True):
                 if not mismatching:
                     raise
                 raise FetchError(f"{err} The file already at {path}, which fails its sha256 "
-                                 "check, was left as it was.") from err.__cause__
+                                 "check, was left as it was.") from err
         paths.append(str(path))
     return paths
 
