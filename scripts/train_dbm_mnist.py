@@ -1,11 +1,12 @@
 """Train the MNIST DBM: greedy doubled pretraining, then joint mean-field + PCD.
 
-    python scripts/train_dbm_mnist.py --out runs/dbm      # the zoo's recipe: the defaults
+    python scripts/train_dbm_mnist.py --out runs/dbm --seed 1   # the zoo's recipe and draw
 
 The recipe behind the README's DBM figures and the zoo's `mnist_dbm` weights: its
-defaults are the recipe of the zoo's version 3.0 (the centered gradient, five Gibbs
-sweeps of the particles per update, 400 joint epochs, no finishing phase: about 105
-minutes on a 2-core CPU); version 2.0's was the same with ``--epochs 200``, version
+defaults are the recipe of the zoo's versions 3.0 and 3.1 (the centered gradient, five
+Gibbs sweeps of the particles per update, 400 joint epochs, no finishing phase: 80-105
+minutes on a 2-core CPU); version 3.0 is its draw with the default seed 0, version 3.1
+with ``--seed 1``; version 2.0's was the same with ``--epochs 200``, version
 1.0's ``--epochs 200 --k 1 --no-centering --finish-epochs 80``. Training
 data: the 60,000 MNIST training images. Pretraining sees one fixed binarisation of
 them (seeded); joint training binarises each epoch afresh. The joint learning rate
