@@ -8,6 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import tfboltz as tb
 
@@ -314,3 +315,30 @@ def test_results_tables_reads_the_published_dbms_files(tmp_path, monkeypatch, ca
     assert "| average test ELBO (AIS seed 3) | -85.25 nats |" in out
     assert "1.00% / 1.50% (seeds 0, 1; mean 1.250%)" in out
     assert "150 epochs) | not measured |" in out
+
+
+def test_check_mean_field_inits_script(tmp_path, digits_as_mnist):
+    x = digits_as_mnist
+    dbm = tb.DBM([64, 16, 16], seed=0)
+    tb.pretrain_dbm(dbm, x[:1000], epochs=3, verbose=0)
+    dbm.save(tmp_path / "dbm.keras")
+    script = _script("check_mean_field_inits")
+    out = tmp_path / "inits.json"
+    result = script.main([str(tmp_path / "dbm.keras"), "--n-iter", "30", "--n-random", "1",
+                          "--n-rows", "200", "--json", str(out)])
+    assert json.loads(out.read_text()) == result and result["rows"] == 200
+    x_test = x[1000:1200]
+    # the model's own figure is the library's ELBO with log Z = 0
+    assert result["model_mean_field"] == pytest.approx(
+        float(tb.ais.elbo(dbm, x_test, 0.0).mean()), abs=1e-4)
+    # the script's sweeps from the bottom-up pass are the library's mean-field, no tolerance
+    means = [tf.constant(m) for m in dbm.mean_field(x_test, n_iter=30, tol=0.0)]
+    assert result["bottom-up pass"]["mean"] == pytest.approx(
+        float(script.unnormalised_bound(dbm, means).mean()), abs=1e-4)
+    assert set(result) >= {"constant 0", "constant 0.5", "constant 1", "uniform, seed 0"}
+    assert result["gain_of_the_per_example_best"] >= 0
+    for bad in (["--n-iter", "0"], ["--n-rows", "0"], ["--n-random", "-1"]):
+        with pytest.raises(SystemExit):
+            script.main([str(tmp_path / "dbm.keras"), *bad])
+    with pytest.raises(SystemExit):
+        script.main([str(tmp_path / "missing.keras")])
