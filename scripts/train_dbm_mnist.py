@@ -7,8 +7,7 @@ defaults are the recipe of the zoo's versions 3.0 and 3.1 (the centered gradient
 Gibbs sweeps of the particles per update, 400 joint epochs, no finishing phase: 80-105
 minutes on the 2-core AMD EPYC machines, 2 hours or more on the slower 2-core Intel Xeon
 one of 2026-12-05, 17-21 s a joint epoch); version 3.0 is its draw with the default seed 0,
-version 3.1
-with ``--seed 1``; version 2.0's was the same with ``--epochs 200``, version
+version 3.1 with ``--seed 1``; version 2.0's was the same with ``--epochs 200``, version
 1.0's ``--epochs 200 --k 1 --no-centering --finish-epochs 80``. Training
 data: the 60,000 MNIST training images. Pretraining sees one fixed binarisation of
 them (seeded); joint training binarises each epoch afresh. The joint learning rate
