@@ -6,9 +6,26 @@ import warnings
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import tfboltz as tb
 from tfboltz import cli, experiments
+
+
+@pytest.fixture(autouse=True)
+def savedmodel_checked_in_process(request, monkeypatch):
+    """Every fine-tuning run exports a SavedModel and reloads it in a fresh Python process,
+    which imports TensorFlow anew (about 5 s). That path is tested once, by
+    test_finetune_exports_and_checks_a_savedmodel; the other tests reload in-process."""
+    if request.node.name == "test_finetune_exports_and_checks_a_savedmodel":
+        return
+
+    def check(path, x, expected):
+        loaded = tf.saved_model.load(str(path))  # kept: its variables must outlive the call
+        reloaded = loaded.serve(tf.constant(x)).numpy()
+        return experiments.savedmodel_agreement(reloaded, expected)
+
+    monkeypatch.setattr(experiments, "check_savedmodel", check)
 
 
 @pytest.fixture
@@ -43,9 +60,14 @@ def small_dbm(fake_mnist):
     return dbm
 
 
-def test_finetune_exports_and_checks_a_savedmodel(small_dbm, tmp_path):
+def test_finetune_exports_and_checks_a_savedmodel(small_dbm, tmp_path, monkeypatch):
+    commands, run = [], experiments.subprocess.run
+    monkeypatch.setattr(experiments.subprocess, "run",
+                        lambda cmd, **kw: commands.append(cmd) or run(cmd, **kw))
     res = experiments.finetune_mnist(small_dbm, tmp_path, epochs=10, lr=1e-2, batch_size=20,
                                      n_val=50, verbose=0)
+    # the export was reloaded by a fresh Python process
+    assert len(commands) == 1 and "tf.saved_model.load" in commands[0][-1]
     assert res["savedmodel_same_labels"] and res["savedmodel_max_abs_diff"] < 1e-5
     assert res["n_train"] == 350 and res["n_val"] == 50
     assert res["test_error_percent"] < 20  # two classes told apart by a bar's direction

@@ -367,6 +367,11 @@ def check_savedmodel(path, x, expected):
     finally:
         x_file.unlink(missing_ok=True)
         pred_file.unlink(missing_ok=True)
+    return savedmodel_agreement(reloaded, expected)
+
+
+def savedmodel_agreement(reloaded, expected):
+    """Whether reloaded predictions give the same labels, and their largest difference."""
     return {"savedmodel_same_labels": bool(np.array_equal(reloaded.argmax(1),
                                                           expected.argmax(1))),
             "savedmodel_max_abs_diff": float(np.abs(reloaded - expected).max())}
