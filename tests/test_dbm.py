@@ -55,6 +55,26 @@ def test_mean_field_reaches_the_numpy_fixed_point():
     assert np.abs(coarse[1] - mu1).max() > np.abs(means[1] - mu1).max()
 
 
+def test_mean_field_continues_from_a_given_start():
+    import tensorflow as tf
+
+    from tfboltz.dbm import mean_field_means
+
+    dbm = _random_dbm([6, 5, 4], std=0.5)
+    v = tf.constant((np.random.default_rng(1).random((8, 6)) < 0.5).astype("float32"))
+    args = (dbm.unit_layers, dbm.kernels, v)
+    three, n = mean_field_means(*args, 3, 0.0)
+    five, _ = mean_field_means(*args, 5, 0.0)
+    then_two, _ = mean_field_means(*args, 2, 0.0, init=three)
+    assert int(n) == 3
+    for a, b in zip(five[1:], then_two[1:]):  # 3 iterations, then 2 more from there
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+    # a start of all ones is not the bottom-up pass: one iteration from it differs
+    ones, _ = mean_field_means(*args, 1, 0.0, init=[v] + [tf.ones_like(m) for m in three[1:]])
+    one, _ = mean_field_means(*args, 1, 0.0)
+    assert np.abs(ones[1].numpy() - one[1].numpy()).max() > 1e-3
+
+
 @pytest.mark.parametrize("sizes,top,visible", [([16, 8, 6], "bernoulli", "bernoulli"),
                                                ([16, 8, 6, 4], "bernoulli", "bernoulli"),
                                                ([16, 8, 10], "softmax", "gaussian")])

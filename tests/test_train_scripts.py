@@ -334,7 +334,7 @@ def test_check_mean_field_inits_script(tmp_path, digits_as_mnist):
     # the script's sweeps from the bottom-up pass are the library's mean-field, no tolerance
     means = [tf.constant(m) for m in dbm.mean_field(x_test, n_iter=30, tol=0.0)]
     assert result["bottom-up pass"]["mean"] == pytest.approx(
-        float(script.unnormalised_bound(dbm, means).mean()), abs=1e-4)
+        float(tb.ais.mean_field_bound(dbm, means).mean()), abs=1e-4)
     assert set(result) >= {"constant 0", "constant 0.5", "constant 1", "uniform, seed 0"}
     assert result["gain_of_the_per_example_best"] >= 0
     for bad in (["--n-iter", "0"], ["--n-rows", "0"], ["--n-random", "-1"]):

@@ -509,12 +509,11 @@ def elbo(model, x, log_z, n_iter=None, sum_out_top=False, n_samples=100, seed=0,
             raise ValueError("Expected Bernoulli units below the top layer to sum the top "
                              f"layer out. Received: {type(below).__name__}")
     means = [tf.constant(m) for m in model.mean_field(x, n_iter=n_iter)]
-    # With the top layer summed out, q covers the layers below it only.
-    n_q = len(means) - 2 if sum_out_top else len(means) - 1
-    entropy = tf.add_n([layer.entropy(mu) for layer, mu in
-                        zip(model.unit_layers[1:1 + n_q], means[1:1 + n_q])])
     if not sum_out_top:
-        return (-model.energy(means) + entropy).numpy().astype("float64") - float(log_z)
+        return mean_field_bound(model, means) - float(log_z)
+    # With the top layer summed out, q covers the layers below it only.
+    entropy = tf.add_n([layer.entropy(mu) for layer, mu in
+                        zip(model.unit_layers[1:-1], means[1:-1])])
     # Everything but the top layer's terms, at the means (linear in each layer).
     linear = -model.energy(means[:-1] + [tf.zeros_like(means[-1])])
     expected = _expected_top_log_partition_fn(model, n_samples, seed)
@@ -522,6 +521,15 @@ def elbo(model, x, log_z, n_iter=None, sum_out_top=False, n_samples=100, seed=0,
                              for i in range(0, len(means[-2]), batch_size)])
     return ((linear + entropy).numpy().astype("float64") + summed.astype("float64")
             - float(log_z))
+
+
+def mean_field_bound(model, means):
+    """Per-example ``-E(x, mu) + H(mu)`` of a DBM at the factorised posterior `means`
+    (``[x, mu_1, ..., mu_L]``; float64 numpy): the ELBO before ``- log Z``. Any means
+    give a lower bound on ``log p(x) + log Z``; `elbo` uses the mean-field ones."""
+    entropy = tf.add_n([layer.entropy(mu) for layer, mu in
+                        zip(model.unit_layers[1:], means[1:])])
+    return (-model.energy(means) + entropy).numpy().astype("float64")
 
 
 def _expected_top_log_partition_fn(model, n_samples, seed):

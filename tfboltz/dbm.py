@@ -57,16 +57,19 @@ def initial_means(unit_layers, kernels, v, from_visible=None, matmul_dtype=None)
     return means
 
 
-def mean_field_means(unit_layers, kernels, v, n_iter, tol, matmul_dtype=None):
+def mean_field_means(unit_layers, kernels, v, n_iter, tol, matmul_dtype=None, init=None):
     """Fixed-point iterations of the hidden means of a DBM given visible rows `v`.
 
     Each iteration updates the layers bottom to top, ``mu_i = mean(input from
     mu_{i-1} and mu_{i+1})``, and stops after `n_iter` iterations or once no mean
     moves by more than `tol`. Returns ``[v, mu_1, ..., mu_L]`` and the iterations run.
+    The iterations start from `init` (``[v, mu_1, ..., mu_L]``; its first entry is
+    ignored) or, by default, from the doubled bottom-up pass of `initial_means`.
     """
     # The visible rows are fixed: their input to the first hidden layer is computed once.
     from_visible = matmul(unit_layers[0].scale(v), kernels[0], matmul_dtype)
-    means = initial_means(unit_layers, kernels, v, from_visible, matmul_dtype)
+    means = (initial_means(unit_layers, kernels, v, from_visible, matmul_dtype)
+             if init is None else [v, *init[1:]])
     n_layers = len(unit_layers)
 
     def body(it, _, *hidden):
