@@ -337,7 +337,16 @@ def test_check_mean_field_inits_script(tmp_path, digits_as_mnist):
         float(tb.ais.mean_field_bound(dbm, means).mean()), abs=1e-4)
     assert set(result) >= {"constant 0", "constant 0.5", "constant 1", "uniform, seed 0"}
     assert result["gain_of_the_per_example_best"] >= 0
-    for bad in (["--n-iter", "0"], ["--n-rows", "0"], ["--n-random", "-1"]):
+    assert "bottom-up pass, by iterations" not in result
+    by_n = script.main([str(tmp_path / "dbm.keras"), "--n-iter", "30", "--n-random", "0",
+                        "--n-rows", "200", "--iterations", "30", "1", "2"])
+    by_n = by_n["bottom-up pass, by iterations"]
+    assert list(by_n) == ["1", "2", "30"]
+    assert by_n["30"] == pytest.approx(result["bottom-up pass"]["mean"], abs=1e-5)
+    means = [tf.constant(m) for m in dbm.mean_field(x_test, n_iter=2, tol=0.0)]
+    assert by_n["2"] == pytest.approx(float(tb.ais.mean_field_bound(dbm, means).mean()), abs=1e-4)
+    for bad in (["--n-iter", "0"], ["--n-rows", "0"], ["--n-random", "-1"],
+                ["--iterations", "5", "0"]):
         with pytest.raises(SystemExit):
             script.main([str(tmp_path / "dbm.keras"), *bad])
     with pytest.raises(SystemExit):
