@@ -2,8 +2,8 @@
 
     python scripts/results_tables.py
 
-The DBM table is that of the published zoo DBM (version 3.1, the files
-docs/results/dbm_centered_e400_seed1_*: scripts/eval_dbm_ais.py's 60,000-beta runs and
+The DBM table is that of the published zoo DBM (version 4.0, the files
+docs/results/dbm_centered_lr004_e300_mf5_*: scripts/eval_dbm_ais.py's 60,000-beta runs and
 scripts/finetune_mnist.py's runs, one row per seed and the mean); the semi-supervised
 table reads docs/results/reproduce_mnist*.json (scripts/reproduce_mnist.py). Rows not
 measured yet print as "not measured".
@@ -25,7 +25,7 @@ def load(name):
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-DBM_PREFIX = "dbm_centered_e400_seed1_"  # the published mnist_dbm (version 3.1)
+DBM_PREFIX = "dbm_centered_lr004_e300_mf5_"  # the published mnist_dbm (version 4.0)
 DBM_AIS = DBM_PREFIX + "ais_rbm_60k_5steps_seed*.json"
 DBM_FINETUNE = {  # recipe -> glob of its runs' result.json copies
     "finite-difference VAT (`--vat 2 --vat-xi 1e-6`, 100 epochs)":
