@@ -368,7 +368,8 @@ def main(argv=None):
     t.add_argument("data")
     t.add_argument("--out", required=True)
     t.add_argument("--seeds", type=int, nargs="+", default=[0])
-    t.add_argument("--epochs", type=int, default=200)
+    t.add_argument("--epochs", type=int, default=300,
+                   help="joint-training epochs (default: train_dbm_mnist.py's)")
     t.add_argument("--time-budget", type=float, default=None,
                    help="seconds from the start: time a few epochs first, then run the "
                         "longest of --epochs-choices that fits (instead of --epochs)")
@@ -376,7 +377,8 @@ def main(argv=None):
                    default=[200, 300, 400, 600, 800, 1000, 1500, 2000, 3000])
     t.add_argument("--control-seeds", type=int, nargs="*", default=[])
     t.add_argument("--control-epochs", type=int, default=200)
-    t.add_argument("--lr", type=float, default=0.002)
+    t.add_argument("--lr", type=float, default=0.004,
+                   help="starting rate (default: train_dbm_mnist.py's, the zoo's version 4.0)")
     t.add_argument("--batch-size", type=int, default=100)
     t.add_argument("--n-train", type=int, default=60000)
     t.add_argument("--checkpoint-every", type=int, default=50)

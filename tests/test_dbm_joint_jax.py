@@ -146,3 +146,18 @@ def test_each_checkpoint_writes_every_run(jx, centered_dbm, tmp_path, monkeypatc
              "--batch-size", "50", "--checkpoint-every", "2"])
     # Checkpoints after epochs 2 and 4, then the final save: both runs each time.
     assert written == ["model_e4_s0.npz", "model_e4_s1.npz"] * 3
+
+
+def test_train_defaults_follow_the_cpu_script(jx, monkeypatch):
+    """`train` with no rate or length given runs the joint phase of
+    `train_dbm_mnist.py`'s defaults (the zoo's recipe), not an older one."""
+    spec = importlib.util.spec_from_file_location(
+        "train_dbm_mnist", SCRIPT.with_name("train_dbm_mnist.py"))
+    cpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cpu)
+    seen = {}
+    monkeypatch.setattr(jx, "train", lambda args: seen.update(vars(args)))
+    jx.main(["train", "start.npz", "data.npz", "--out", "out"])
+    defaults = cpu.parse_args([])
+    assert (seen["lr"], seen["epochs"], seen["batch_size"], seen["n_train"]) == (
+        defaults.lr, defaults.epochs, defaults.batch_size, defaults.n_train)

@@ -163,7 +163,7 @@ def test_dbm_script_centers(tmp_path, digits_as_mnist):
 
 def test_dbm_script_defaults_are_the_zoo_models_recipe():
     """`train_dbm_mnist.py` with no arguments runs the recipe on the zoo's card, but for
-    the seed, which picks the draw (the card's weights are the recipe's seed-1 draw)."""
+    the seed, which picks the draw (the card's seed is the one its weights came from)."""
     train = _script("train_dbm_mnist")
     card = json.loads((SCRIPTS.parent / "zoo" / "mnist_dbm.json").read_text())
     assert card["recipe"]["script"] == "scripts/train_dbm_mnist.py"
