@@ -3,8 +3,9 @@
     python scripts/results_tables.py
 
 The DBM table is that of the published zoo DBM (version 4.0, the files
-docs/results/dbm_centered_lr004_e300_mf5_*: scripts/eval_dbm_ais.py's 60,000-beta runs and
-scripts/finetune_mnist.py's runs, one row per seed and the mean); the semi-supervised
+docs/results/dbm_centered_lr004_e300_mf5_*: scripts/eval_dbm_ais.py's 60,000- and
+120,000-beta runs, and scripts/finetune_mnist.py's runs, one row per seed and the mean);
+the semi-supervised
 table reads docs/results/reproduce_mnist*.json (scripts/reproduce_mnist.py). Rows not
 measured yet print as "not measured".
 """
@@ -26,7 +27,7 @@ def load(name):
 
 
 DBM_PREFIX = "dbm_centered_lr004_e300_mf5_"  # the published mnist_dbm (version 4.0)
-DBM_AIS = DBM_PREFIX + "ais_rbm_60k_5steps_seed*.json"
+DBM_AIS = DBM_PREFIX + "ais_rbm_*k_5steps_seed*.json"  # 60,000 and 120,000 betas
 DBM_FINETUNE = {  # recipe -> glob of its runs' result.json copies
     "finite-difference VAT (`--vat 2 --vat-xi 1e-6`, 100 epochs)":
         DBM_PREFIX + "finetune_vat2_dropout0.2_cosine100*.json",
@@ -40,19 +41,21 @@ def load_all(pattern):
 
 
 def dbm_table():
-    runs = [run for result in load_all(DBM_AIS) for run in result.get("runs", [])]
+    runs = sorted(({**run, "n_betas": result.get("n_betas", 0)}
+                   for result in load_all(DBM_AIS) for run in result.get("runs", [])),
+                  key=lambda run: (run["n_betas"], run["seed"]))
     print("| figure | ours | anchors |")
     print("|---|---|---|")
     if not runs:
         print("| AIS log Z and test ELBO | not measured | -84.62 (paper), -86.37 (TF1 reference) |")
     for run in runs:
-        print(f"| log Z (60,000-beta AIS, seed {run['seed']}, log of mean ± 3 s.e.) | "
+        print(f"| log Z ({run['n_betas']:,}-beta AIS, seed {run['seed']}, log of mean ± 3 s.e.) | "
               f"{run['log_z']:.3f} ({run['log_z_low']:.3f}, {run['log_z_high']:.3f}) | |")
     for run in runs:
         elbo = f"{run['test_elbo']:.2f} nats"
         if run["test_elbo"] > 0:  # log p(v) <= 0 for binary v: log Z was underestimated
             elbo += " (**invalid**: AIS did not converge)"
-        print(f"| average test ELBO (AIS seed {run['seed']}) | {elbo} | "
+        print(f"| average test ELBO ({run['n_betas']:,}-beta AIS seed {run['seed']}) | {elbo} | "
               "-84.62 (paper), -86.37 (TF1 reference) |")
     for recipe, pattern in DBM_FINETUNE.items():
         errors = {r["seed"]: r["test_error_percent"] for r in load_all(pattern)}

@@ -305,14 +305,20 @@ def test_results_tables_reads_the_published_dbms_files(tmp_path, monkeypatch, ca
     run = {"seed": 3, "log_z": 1000.0, "log_z_low": 999.5, "log_z_high": 1000.25,
            "test_elbo": -85.25}
     (tmp_path / (tables.DBM_PREFIX + "ais_rbm_60k_5steps_seed3.json")).write_text(
-        json.dumps({"runs": [run]}))
+        json.dumps({"n_betas": 60000, "runs": [run]}))
+    (tmp_path / (tables.DBM_PREFIX + "ais_rbm_120k_5steps_seed2.json")).write_text(
+        json.dumps({"n_betas": 120000, "runs": [{**run, "seed": 2, "test_elbo": -85.5}]}))
     for seed, error in ((0, 1.0), (1, 1.5)):
         (tmp_path / (tables.DBM_PREFIX + f"finetune_vat2_dropout0.2_cosine100_seed{seed}.json")
          ).write_text(json.dumps({"seed": seed, "test_error_percent": error}))
     tables.dbm_table()
     out = capsys.readouterr().out
-    assert "| 1000.000 (999.500, 1000.250) |" in out
-    assert "| average test ELBO (AIS seed 3) | -85.25 nats |" in out
+    assert "| log Z (60,000-beta AIS, seed 3, log of mean ± 3 s.e.) | 1000.000 (999.500, " \
+        "1000.250) |" in out
+    assert "| average test ELBO (60,000-beta AIS seed 3) | -85.25 nats |" in out
+    # the longer run is read too, and comes after the shorter one
+    assert out.index("(60,000-beta AIS seed 3) | -85.25") < out.index(
+        "(120,000-beta AIS seed 2) | -85.50 nats |")
     assert "1.00% / 1.50% (seeds 0, 1; mean 1.250%)" in out
     assert "150 epochs) | not measured |" in out
 
