@@ -5,9 +5,8 @@
 The DBM table is that of the published zoo DBM (version 4.0, the files
 docs/results/dbm_centered_lr004_e300_mf5_*: scripts/eval_dbm_ais.py's 60,000- and
 120,000-beta runs, and scripts/finetune_mnist.py's runs, one row per seed and the mean);
-the semi-supervised
-table reads docs/results/reproduce_mnist*.json (scripts/reproduce_mnist.py). Rows not
-measured yet print as "not measured".
+the semi-supervised table reads docs/results/reproduce_mnist*.json
+(scripts/reproduce_mnist.py). Rows not measured yet print as "not measured".
 """
 
 import json
