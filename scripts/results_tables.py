@@ -40,7 +40,7 @@ def load_all(pattern):
 
 
 def dbm_table():
-    runs = sorted(({**run, "n_betas": result.get("n_betas", 0)}
+    runs = sorted(({**run, "n_betas": result["n_betas"]}
                    for result in load_all(DBM_AIS) for run in result.get("runs", [])),
                   key=lambda run: (run["n_betas"], run["seed"]))
     print("| figure | ours | anchors |")

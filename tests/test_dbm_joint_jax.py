@@ -14,12 +14,16 @@ import tfboltz as tb
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "dbm_joint_jax.py"
 
 
-@pytest.fixture(scope="module")
-def jx():
-    spec = importlib.util.spec_from_file_location("dbm_joint_jax", SCRIPT)
+def _load(path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def jx():
+    return _load(SCRIPT)
 
 
 @pytest.fixture(scope="module")
@@ -151,10 +155,7 @@ def test_each_checkpoint_writes_every_run(jx, centered_dbm, tmp_path, monkeypatc
 def test_train_defaults_follow_the_cpu_script(jx, monkeypatch):
     """`train` with no rate or length given runs the joint phase of
     `train_dbm_mnist.py`'s defaults (the zoo's recipe), not an older one."""
-    spec = importlib.util.spec_from_file_location(
-        "train_dbm_mnist", SCRIPT.with_name("train_dbm_mnist.py"))
-    cpu = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cpu)
+    cpu = _load(SCRIPT.with_name("train_dbm_mnist.py"))
     seen = {}
     monkeypatch.setattr(jx, "train", lambda args: seen.update(vars(args)))
     jx.main(["train", "start.npz", "data.npz", "--out", "out"])
