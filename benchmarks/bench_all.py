@@ -19,10 +19,10 @@ ais_dbm             AIS with 20,000 betas and 100 chains on the zoo's mnist_dbm.
 finetune            one epoch of the DBM's Sequential classifier (784+1000 -> 500
                     -> 1000 -> 10, Adam) on 55,000 rows.
 finetune_adv        the same epoch with fast-gradient-sign adversarial training
-                    (`tb.classifier.AdversarialTraining`, epsilon 0.1); beside it
+                    (`tb.fine_tuning.AdversarialTraining`, epsilon 0.1); beside it
                     the plain finetune epoch of the same run.
 finetune_vat        the same epoch with virtual adversarial training
-                    (`tb.classifier.VirtualAdversarialTraining`, epsilon 2, one
+                    (`tb.fine_tuning.VirtualAdversarialTraining`, epsilon 2, one
                     power step, exact Hessian-vector product); beside it the plain
                     finetune epoch of the same run.
 finetune_vat_fd     the same with the paper's finite-difference power step
@@ -179,7 +179,7 @@ def rbm_products(n_vis, n_hid, batch, pcd=False, chains=100):
 def monitor_products(x, n_hid):
     """The once-an-epoch product of an RBM's `fit`: the hidden input of the (up to)
     1,000 rows whose free energy and pseudo-log-likelihood are logged."""
-    from tfboltz.base import MONITOR_ROWS
+    from tfboltz.pipeline import MONITOR_ROWS
 
     return [(min(MONITOR_ROWS, len(x)), x.shape[1], n_hid)]
 
@@ -311,7 +311,7 @@ def _batches(f, y):
     tuning threads competing with the step on 2 cores)."""
     import tensorflow as tf
 
-    from tfboltz.base import input_options
+    from tfboltz.pipeline import input_options
 
     rows, labels = tf.constant(f), tf.constant(y)
     ds = (tf.data.Dataset.range(len(f)).shuffle(len(f), seed=0).batch(B)
@@ -357,12 +357,12 @@ def case_finetune(x, y, jit=False, wrapper=None):
     head = keras.Sequential([keras.Input((f.shape[1],)), *clf.layers[1:]])
     fitted = head
     if wrapper == "adversarial":
-        fitted = tb.classifier.AdversarialTraining(head, 0.1)
+        fitted = tb.fine_tuning.AdversarialTraining(head, 0.1)
     elif wrapper == "adversarial_l2":
-        fitted = tb.classifier.AdversarialTraining(head, 2.0, clip=None, norm="l2")
+        fitted = tb.fine_tuning.AdversarialTraining(head, 2.0, clip=None, norm="l2")
     elif wrapper in ("vat", "vat_fd", "vat_oriented"):
         xi = 1e-6 if wrapper == "vat_fd" else None
-        fitted = tb.classifier.VirtualAdversarialTraining(
+        fitted = tb.fine_tuning.VirtualAdversarialTraining(
             head, 2.0, xi=xi, seed=0, orient=wrapper == "vat_oriented")
     fitted.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
                    steps_per_execution=50, jit_compile=jit)

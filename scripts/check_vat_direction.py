@@ -98,7 +98,7 @@ def small_mlp_eager_vs_graph(xi_values, seed):
             keras.utils.set_random_seed(0)
             mlp = keras.Sequential([keras.Input((5,)), keras.layers.Dense(32, activation="sigmoid"),
                                     keras.layers.Dense(3, activation="softmax")])
-            vat = tb.classifier.VirtualAdversarialTraining(mlp, 0.5, xi=xi, seed=seed)
+            vat = tb.fine_tuning.VirtualAdversarialTraining(mlp, 0.5, xi=xi, seed=seed)
             step = vat.perturb if mode == "eager" else tf.function(vat.perturb)
             r.append((step(tf.constant(x)) - x).numpy().astype("float64"))
         out["exact" if xi is None else f"xi={xi:g}"] = cosines(*r)["min"]
@@ -129,7 +129,7 @@ def main(argv=None):
     directions = {}
     for xi in [None, *args.xi]:
         for mode in ("eager", "graph"):
-            vat = tb.classifier.VirtualAdversarialTraining(head, 1.0, xi=xi, seed=args.seed)
+            vat = tb.fine_tuning.VirtualAdversarialTraining(head, 1.0, xi=xi, seed=args.seed)
             step = vat.perturb if mode == "eager" else tf.function(vat.perturb)
             directions[("exact" if xi is None else f"xi={xi:g}", mode)] = (
                 step(tf.constant(f)) - f).numpy().astype("float64")
@@ -139,7 +139,7 @@ def main(argv=None):
     result.update({f"{name} {mode} vs exact graph, absolute": cosines(r, exact, absolute=True)
                    for (name, mode), r in directions.items() if mode == "graph"
                    and name != "exact"})
-    oriented = tb.classifier.VirtualAdversarialTraining(head, 1.0, seed=args.seed, orient=True)
+    oriented = tb.fine_tuning.VirtualAdversarialTraining(head, 1.0, seed=args.seed, orient=True)
     directions["exact, oriented", "graph"] = (
         tf.function(oriented.perturb)(tf.constant(f)) - f).numpy().astype("float64")
     g = predicted_class_gradient(head, f)
@@ -160,7 +160,7 @@ def main(argv=None):
     t = 1e-4
     hd64 = (kl_gradient64(layers, f64 + t * d, p64)
             - kl_gradient64(layers, f64 - t * d, p64)) / (2 * t)
-    vat = tb.classifier.VirtualAdversarialTraining(head, 1.0)
+    vat = tb.fine_tuning.VirtualAdversarialTraining(head, 1.0)
     hd32 = vat._hessian_product(tf.constant(f), tf.constant(q), tf.constant(d, "float32"))
     result["exact float32 H d vs float64 finite difference"] = cosines(
         hd32.numpy().astype("float64"), hd64)

@@ -5,10 +5,10 @@
 
 For fine-tuned MNIST classifiers (`classifier.keras` files of scripts/finetune_mnist.py)
 used as teachers, computes their ensemble's log-probabilities
-(`tb.classifier.log_probabilities`, as `finetune_mnist(teachers=...)` does) on the rows
+(`tb.fine_tuning.log_probabilities`, as `finetune_mnist(teachers=...)` does) on the rows
 a student is fitted to (the first 55,000 training images), on the 5,000 held-out ones
 and on the test set, and prints for each temperature T the soft targets
-softmax(log_p / T) that `tb.classifier.Distillation` fits: the mean and the median
+softmax(log_p / T) that `tb.fine_tuning.Distillation` fits: the mean and the median
 probability they give the labelled class, and the mean entropy in nats. Also the
 ensemble's error on each split and the median of its largest probability at T = 1.
 """
@@ -69,7 +69,7 @@ def main(argv=None):
     teachers = [keras.saving.load_model(p, compile=False) for p in args.teachers]
     x, y = tb.data.load_mnist("train")
     x_test, y_test = tb.data.load_mnist("test")
-    log_p = tb.classifier.log_probabilities(teachers, np.concatenate([x, x_test]))
+    log_p = tb.fine_tuning.log_probabilities(teachers, np.concatenate([x, x_test]))
     n_fit = len(x) - args.n_val
     if n_fit < 1:
         raise SystemExit(f"--n-val {args.n_val} leaves no fitted rows of {len(x)}")

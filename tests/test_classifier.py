@@ -162,7 +162,7 @@ def test_adversarial_step_matches_the_objective_computed_by_hand(rng, norm):
     grads = tape.gradient(loss, reference.trainable_weights)
     expected = [w.numpy() - lr * g.numpy() for w, g in zip(reference.trainable_weights, grads)]
 
-    trainer = _compiled(tb.classifier.AdversarialTraining(clf, eps, alpha=alpha, norm=norm),
+    trainer = _compiled(tb.fine_tuning.AdversarialTraining(clf, eps, alpha=alpha, norm=norm),
                         keras.optimizers.SGD(lr))
     np.testing.assert_allclose(trainer.perturb(x, y), x_adv, atol=1e-6)  # before the step
     hist = trainer.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
@@ -179,10 +179,10 @@ def test_adversarial_training_makes_the_classifier_robust_to_the_perturbation(di
     accuracy = {}
     for name in ("plain", "adversarial"):
         clf = _mlp(0)
-        fitted = clf if name == "plain" else tb.classifier.AdversarialTraining(clf, eps)
+        fitted = clf if name == "plain" else tb.fine_tuning.AdversarialTraining(clf, eps)
         _compiled(fitted, keras.optimizers.Adam(1e-2)).fit(
             x_fit, y_fit, batch_size=50, epochs=15, verbose=0)
-        probe = _compiled(tb.classifier.AdversarialTraining(clf, eps), "sgd")
+        probe = _compiled(tb.fine_tuning.AdversarialTraining(clf, eps), "sgd")
         x_adv = probe.perturb(x_test, y_test)  # attack the trained classifier itself
         accuracy[name] = {k: float(np.mean(clf.predict(v, verbose=0).argmax(1) == y_test))
                           for k, v in (("clean", x_test), ("attacked", x_adv))}
@@ -199,7 +199,7 @@ def test_adversarial_training_refuses_bad_settings():
                 dict(epsilon=0.1, clip=(1.0, 0.0)), dict(epsilon=0.1, norm="l1"),
                 dict(epsilon=0.1, norm=2)):
         with pytest.raises(ValueError, match="epsilon|alpha|clip|norm"):
-            tb.classifier.AdversarialTraining(clf, **bad)
+            tb.fine_tuning.AdversarialTraining(clf, **bad)
 
 
 def _linear_softmax(scale):
@@ -232,7 +232,7 @@ def test_vat_power_iteration_finds_the_most_sensitive_direction(rng):
     # with a step that float32 resolves; measured |cos| 0.9999999 and 0.9999993 (0.99926
     # at the paper's xi = 1e-6)
     for xi, min_cos in ((None, 0.99999), (1e-3, 0.9999)):
-        vat = tb.classifier.VirtualAdversarialTraining(clf, epsilon=0.7, xi=xi, n_power=40,
+        vat = tb.fine_tuning.VirtualAdversarialTraining(clf, epsilon=0.7, xi=xi, n_power=40,
                                                        seed=1)
         r = (vat.perturb(x) - x).numpy().astype("float64")
         _assert_top_eigenvectors(r, x, w, b, min_cos, min_gap=1.5)
@@ -245,7 +245,7 @@ def test_vat_direction_of_a_confident_classifier(rng):
     clf, w, b = _linear_softmax(100)
     x = rng.random((5, 6)).astype("float32")
     assert np.sort(clf(x).numpy(), axis=1)[:, -2].min() < 1e-10
-    vat = tb.classifier.VirtualAdversarialTraining(clf, epsilon=0.7, n_power=40, seed=1)
+    vat = tb.fine_tuning.VirtualAdversarialTraining(clf, epsilon=0.7, n_power=40, seed=1)
     r = (vat.perturb(x) - x).numpy().astype("float64")
     _assert_top_eigenvectors(r, x, w, b, 0.9999, min_gap=5)
 
@@ -255,7 +255,7 @@ def test_vat_direction_is_the_same_eagerly_and_in_a_graph(rng):
     # Intel Xeon the same step gave directions with cosine -0.33 eagerly and in a
     # tf.function. The exact product must not depend on how it is run.
     x = rng.random((8, 5)).astype("float32")
-    eager, graph = (tb.classifier.VirtualAdversarialTraining(_mlp(0, n_in=5, n_classes=3), 0.5,
+    eager, graph = (tb.fine_tuning.VirtualAdversarialTraining(_mlp(0, n_in=5, n_classes=3), 0.5,
                                                               seed=3) for _ in range(2))
     r_eager = (eager.perturb(x) - x).numpy()
     r_graph = (tf.function(graph.perturb)(tf.constant(x)) - x).numpy()
@@ -267,7 +267,7 @@ def test_vat_direction_is_the_same_eagerly_and_in_a_graph(rng):
 def test_vat_orient_keeps_the_side_with_the_larger_divergence(rng):
     x = rng.random((64, 5)).astype("float32")
     clf = _mlp(0, n_in=5, n_classes=3)
-    plain, oriented = (tb.classifier.VirtualAdversarialTraining(clf, 2.0, seed=3, orient=o)
+    plain, oriented = (tb.fine_tuning.VirtualAdversarialTraining(clf, 2.0, seed=3, orient=o)
                        for o in (False, True))
     r = (plain.perturb(x) - x).numpy()
     r_oriented = (oriented.perturb(x) - x).numpy()  # the same seed: the same axis
@@ -291,7 +291,7 @@ def test_vat_step_matches_the_objective_computed_by_hand(rng):
     eps, weight, lr = 0.5, 2.0, 0.5
     # the same seed draws the same starting directions: `perturb` on a twin trainer
     # gives the perturbation of the first training step
-    x_vadv = tb.classifier.VirtualAdversarialTraining(reference, eps, weight, seed=3).perturb(x)
+    x_vadv = tb.fine_tuning.VirtualAdversarialTraining(reference, eps, weight, seed=3).perturb(x)
     assert np.abs(x_vadv.numpy() - x).max() > 0
     p = reference(x).numpy()
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
@@ -302,7 +302,7 @@ def test_vat_step_matches_the_objective_computed_by_hand(rng):
     grads = tape.gradient(loss, reference.trainable_weights)
     expected = [w.numpy() - lr * g.numpy() for w, g in zip(reference.trainable_weights, grads)]
 
-    trainer = _compiled(tb.classifier.VirtualAdversarialTraining(clf, eps, weight, seed=3),
+    trainer = _compiled(tb.fine_tuning.VirtualAdversarialTraining(clf, eps, weight, seed=3),
                         keras.optimizers.SGD(lr))
     hist = trainer.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
     for w, e in zip(clf.trainable_weights, expected):  # trained in place
@@ -317,11 +317,11 @@ def test_vat_makes_the_classifier_smooth_around_the_data(digits):
     smoothness = {}
     for name in ("plain", "vat"):
         clf = _mlp(0)
-        fitted = clf if name == "plain" else tb.classifier.VirtualAdversarialTraining(
+        fitted = clf if name == "plain" else tb.fine_tuning.VirtualAdversarialTraining(
             clf, eps, seed=0)
         _compiled(fitted, keras.optimizers.Adam(1e-2)).fit(
             x_fit, y_fit, batch_size=50, epochs=15, verbose=0)
-        probe = tb.classifier.VirtualAdversarialTraining(clf, eps, seed=1)
+        probe = tb.fine_tuning.VirtualAdversarialTraining(clf, eps, seed=1)
         p, q = clf.predict(x_test, verbose=0), clf.predict(probe.perturb(x_test), verbose=0)
         q = np.clip(q, 1e-7, 1)
         smoothness[name] = float(np.mean(np.sum(p * (np.log(np.clip(p, 1e-7, 1)) - np.log(q)), 1)))
@@ -338,7 +338,7 @@ def test_vat_refuses_bad_settings():
                 dict(epsilon=1.0, weight=0.0), dict(epsilon=1.0, xi=0.0),
                 dict(epsilon=1.0, n_power=0), dict(epsilon=1.0, orient="yes")):
         with pytest.raises(ValueError, match="epsilon|weight|xi|n_power|orient"):
-            tb.classifier.VirtualAdversarialTraining(clf, **bad)
+            tb.fine_tuning.VirtualAdversarialTraining(clf, **bad)
 
 
 def _logits(mlp, x):
@@ -364,7 +364,7 @@ def test_distillation_step_matches_the_objective_computed_by_hand(rng):
     expected = [w.numpy() - lr * g.numpy() for w, g in zip(reference.trainable_weights, grads)]
     assert float(tf.reduce_mean(kl)) > 0.05  # the soft term does something
 
-    trainer = _compiled(tb.classifier.Distillation(clf, temperature=t, weight=weight),
+    trainer = _compiled(tb.fine_tuning.Distillation(clf, temperature=t, weight=weight),
                         keras.optimizers.SGD(lr))
     hist = trainer.fit(x, (y, teacher), batch_size=8, epochs=1, shuffle=False, verbose=0)
     for w, e in zip(clf.trainable_weights, expected):  # trained in place
@@ -379,13 +379,13 @@ def test_log_probabilities_of_an_ensemble_average_the_logits(rng):
     x = rng.random((6, 5)).astype("float32")
     members = [_mlp(seed, n_in=5, n_classes=3) for seed in (0, 1)]
     mean_logits = np.mean([_logits(m, tf.constant(x)).numpy() for m in members], axis=0)
-    got = tb.classifier.log_probabilities(members, x)
+    got = tb.fine_tuning.log_probabilities(members, x)
     assert got.shape == (6, 3) and got.dtype == np.float32
     np.testing.assert_allclose(tf.nn.softmax(got), tf.nn.softmax(mean_logits), atol=1e-6)
-    np.testing.assert_allclose(tb.classifier.log_probabilities(members[0], x),
+    np.testing.assert_allclose(tb.fine_tuning.log_probabilities(members[0], x),
                                np.log(members[0].predict(x, verbose=0)), atol=1e-6)
     with pytest.raises(ValueError, match="at least one"):
-        tb.classifier.log_probabilities([], x)
+        tb.fine_tuning.log_probabilities([], x)
 
 
 def test_distilled_student_follows_its_teachers(digits):
@@ -396,8 +396,8 @@ def test_distilled_student_follows_its_teachers(digits):
         teacher = _compiled(_mlp(seed), keras.optimizers.Adam(1e-2))
         teacher.fit(x_fit, y_fit, batch_size=50, epochs=15, verbose=0)
         teachers.append(teacher)
-    soft = tb.classifier.log_probabilities(teachers, x_fit)
-    ensemble = tb.classifier.log_probabilities(teachers, x_test).argmax(1)
+    soft = tb.fine_tuning.log_probabilities(teachers, x_fit)
+    ensemble = tb.fine_tuning.log_probabilities(teachers, x_test).argmax(1)
     agreement = {}
     for name in ("plain", "distilled"):
         student = _mlp(0)
@@ -405,7 +405,7 @@ def test_distilled_student_follows_its_teachers(digits):
             _compiled(student, keras.optimizers.Adam(1e-2)).fit(
                 x_fit, y_fit, batch_size=50, epochs=15, verbose=0)
         else:
-            _compiled(tb.classifier.Distillation(student, temperature=4.0, weight=1.0),
+            _compiled(tb.fine_tuning.Distillation(student, temperature=4.0, weight=1.0),
                       keras.optimizers.Adam(1e-2)).fit(
                 x_fit, (y_fit, soft), batch_size=50, epochs=15, verbose=0)
         agreement[name] = float(np.mean(student.predict(x_test, verbose=0).argmax(1) == ensemble))
@@ -421,8 +421,8 @@ def test_distillation_refuses_bad_settings(rng):
     for bad in (dict(temperature=0.0), dict(temperature=-2.0), dict(temperature=float("nan")),
                 dict(weight=0.0), dict(weight=1.5)):
         with pytest.raises(ValueError, match="temperature|weight"):
-            tb.classifier.Distillation(clf, **bad)
-    trainer = _compiled(tb.classifier.Distillation(clf), "sgd")
+            tb.fine_tuning.Distillation(clf, **bad)
+    trainer = _compiled(tb.fine_tuning.Distillation(clf), "sgd")
     x = rng.random((4, 64)).astype("float32")
     with pytest.raises(ValueError, match=r"fit\(x, \(y, teacher_log_probs\)\)"):
         trainer.fit(x, np.zeros(4, "int64"), verbose=0)

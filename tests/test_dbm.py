@@ -58,7 +58,7 @@ def test_mean_field_reaches_the_numpy_fixed_point():
 def test_mean_field_continues_from_a_given_start():
     import tensorflow as tf
 
-    from tfboltz.dbm import mean_field_means
+    from tfboltz.mean_field import mean_field_means
 
     dbm = _random_dbm([6, 5, 4], std=0.5)
     v = tf.constant((np.random.default_rng(1).random((8, 6)) < 0.5).astype("float32"))

@@ -18,8 +18,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfboltz import samplers, validation
 from tfboltz import units as units_lib
-from tfboltz import validation
+from tfboltz.dbm import DBM
+from tfboltz.mean_field import layer_input
+from tfboltz.pretraining import unit_layer_like
 from tfboltz.rbm import RBM
 
 PROPOSALS = ("base_rate", "uniform", "rbm")
@@ -175,8 +178,6 @@ def log_partition(model, n_chains=100, n_betas=10000, seed=0, proposal="base_rat
         >>> est = tb.ais.log_partition(rbm, n_chains=100, n_betas=20000, data=x_train)
         >>> ll = tb.ais.log_likelihood(rbm, x_test, est).mean()
     """
-    from tfboltz.dbm import DBM
-
     if not isinstance(model, DBM):
         _check_rbm(model, "AIS")
         _check_linear_bias_hidden(model)
@@ -225,11 +226,6 @@ def _tempered_visible_input(vis, base, a, beta):
     return beta * a + vis.bias_as_input((1.0 - beta) * (base.bias - vis.bias))
 
 
-def _tempered_input(layer, a, beta):
-    """Hidden input at beta: weights and bias both scaled by beta."""
-    return beta * a + (beta - 1.0) * layer.bias
-
-
 def _rbm_annealing(model, base, n_chains, gen, n_steps=1):
     vis, hid = model.visible_layer, model.hidden_layer
     # At beta = 0 the hidden units are independent and uniform: Z_0 = Z_A * Z_h(0).
@@ -239,7 +235,7 @@ def _rbm_annealing(model, base, n_chains, gen, n_steps=1):
     def log_p(v, a, beta):
         """log p*_beta(v) given a = hidden_input(v) (hidden units summed out)."""
         energy = (1.0 - beta) * base.energy(v) + beta * vis.energy(v)
-        return -energy + hid.log_partition(_tempered_input(hid, a, beta))
+        return -energy + hid.log_partition(samplers.tempered_input(hid, a, beta))
 
     def transition(v, b_prev, b_next):
         # The products in float32, whatever the model's matmul_dtype.
@@ -248,7 +244,7 @@ def _rbm_annealing(model, base, n_chains, gen, n_steps=1):
         for step in range(n_steps):
             if step:
                 a = tf.matmul(vis.scale(v), model.kernel)
-            h = hid.sample(_tempered_input(hid, a, b_next), gen)
+            h = hid.sample(samplers.tempered_input(hid, a, b_next), gen)
             down = tf.matmul(hid.scale(h), model.kernel, transpose_b=True)
             v = vis.sample(_tempered_visible_input(vis, base, down, b_next), gen)
         return v, delta
@@ -265,8 +261,6 @@ def _odd_placed(n_layers, odd, odd_states):
 
 
 def _dbm_annealing(model, base, n_chains, gen, n_steps=1):
-    from tfboltz.dbm import layer_input
-
     layers = model.unit_layers
     odd, even = range(1, len(layers), 2), range(0, len(layers), 2)
     for i in odd:
@@ -288,7 +282,7 @@ def _dbm_annealing(model, base, n_chains, gen, n_steps=1):
     def tempered(i, a, beta):
         if i == 0:
             return _tempered_visible_input(layers[0], base, a, beta)
-        return _tempered_input(layers[i], a, beta)
+        return samplers.tempered_input(layers[i], a, beta)
 
     def log_p(states, inputs, beta):
         """log p*_beta of the odd layers' states, the even layers summed out."""
@@ -306,7 +300,7 @@ def _dbm_annealing(model, base, n_chains, gen, n_steps=1):
             for i in even:  # no even layer feeds another: all inputs are current
                 states[i] = layers[i].sample(tempered(i, inputs[i], b_next), gen)
             for i in odd:
-                states[i] = layers[i].sample(_tempered_input(
+                states[i] = layers[i].sample(samplers.tempered_input(
                     layers[i], layer_input(layers, model.kernels, states, i), b_next), gen)
         return tuple(states[i] for i in odd), delta
 
@@ -317,12 +311,9 @@ def _dbm_annealing(model, base, n_chains, gen, n_steps=1):
 
 def _first_rbm(dbm):
     """The RBM of a DBM's first two layers (same weights and biases)."""
-    from tfboltz.dbm import _unit_layer_like
-    from tfboltz.rbm import RBM
-
     layers = dbm.unit_layers
-    rbm = RBM(dbm.layer_sizes[0], dbm.layer_sizes[1], visible=_unit_layer_like(layers[0], "v"),
-              hidden=_unit_layer_like(layers[1], "h"))
+    rbm = RBM(dbm.layer_sizes[0], dbm.layer_sizes[1], visible=unit_layer_like(layers[0], "v"),
+              hidden=unit_layer_like(layers[1], "h"))
     for dst, src in zip([*rbm.visible_layer.weights, *rbm.hidden_layer.weights, rbm.kernel],
                         [*layers[0].weights, *layers[1].weights, dbm.kernels[0]]):
         dst.assign(src)
@@ -337,8 +328,6 @@ def _dbm_two_stage(model, n_chains, n_betas, seed, data, n_steps, verbose):
     0 to 1; its chain runs on the odd layers, the even ones summed out. The chains and
     their log weights carry on from one stage to the next, so the whole is one AIS run.
     """
-    from tfboltz.dbm import layer_input
-
     layers = model.unit_layers
     odd, even = range(1, len(layers), 2), range(0, len(layers), 2)
     betas = beta_schedule(n_betas).astype("float32")
@@ -440,8 +429,6 @@ def exact_log_partition(model, side=None, chunk=65536):
         side: "visible" or "hidden" (RBMs); default the smaller enumerable side.
         chunk: states per batch.
     """
-    from tfboltz.dbm import DBM
-
     if isinstance(model, DBM):
         return _exact_log_partition_dbm(model, chunk)
     _check_rbm(model, "exact enumeration")
@@ -496,8 +483,6 @@ def elbo(model, x, log_z, n_iter=None, sum_out_top=False, n_samples=100, seed=0,
         seed: integer seed of those draws.
         batch_size: rows per batch for ``sum_out_top``.
     """
-    from tfboltz.dbm import DBM
-
     if not isinstance(model, DBM):
         raise ValueError(f"Expected a DBM for the ELBO. Received: {type(model).__name__}")
     if sum_out_top:

@@ -4,88 +4,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfboltz import centering as centering_lib
+from tfboltz import classifier, distribute, samplers, validation
+from tfboltz import mean_field as mean_field_lib
 from tfboltz import units as units_lib
-from tfboltz import validation
-from tfboltz.base import (
-    MATMUL_DTYPES,
-    EnergyModel,
-    from_ladders,
-    matmul,
-    swap_replicas,
-    tempered_input,
-    to_ladders,
-)
+from tfboltz.energy_model import EnergyModel
+from tfboltz.precision import MATMUL_DTYPES, matmul
+from tfboltz.samplers import SeedStream, sampling_seed
 
 VISIBLE_TYPES = (units_lib.BernoulliUnits, units_lib.GaussianUnits)
 TOP_TYPES = (units_lib.BernoulliUnits, units_lib.SoftmaxUnits)
-
-
-def make_unit_layers(layer_sizes, visible, top, seed=None):
-    """The units layers of a DBM: `visible`, Bernoulli hidden layers, `top`."""
-    n = len(layer_sizes)
-    return ([units_lib.get(visible, layer_sizes[0], seed, name="layer_0")]
-            + [units_lib.get("bernoulli", size, seed, name=f"layer_{i}")
-               for i, size in enumerate(layer_sizes[1:-1], start=1)]
-            + [units_lib.get(top, layer_sizes[-1], seed, name=f"layer_{n - 1}")])
-
-
-def layer_input(unit_layers, kernels, states, i, matmul_dtype=None, from_below=None):
-    """Input to layer `i` of a layered model from its neighbours' `states`
-    (`from_below`: the part from layer ``i - 1``, if already computed)."""
-    total = 0.0
-    if i > 0:
-        total = from_below if from_below is not None else matmul(
-            unit_layers[i - 1].scale(states[i - 1]), kernels[i - 1], matmul_dtype)
-    if i < len(unit_layers) - 1:
-        above = unit_layers[i + 1].scale(states[i + 1])
-        total += matmul(above, kernels[i], matmul_dtype, transpose_b=True)
-    return total
-
-
-def initial_means(unit_layers, kernels, v, from_visible=None, matmul_dtype=None):
-    """Bottom-up pass; layers below the top get doubled input, standing in for the
-    missing top-down input (Salakhutdinov & Hinton 2009). `from_visible`: the input
-    of `v` to the first hidden layer, if already computed."""
-    means = [v]
-    last = len(unit_layers) - 1
-    for i in range(1, last + 1):
-        if i == 1 and from_visible is not None:
-            a = from_visible
-        else:
-            a = matmul(unit_layers[i - 1].scale(means[-1]), kernels[i - 1], matmul_dtype)
-        means.append(unit_layers[i].mean(a if i == last else 2.0 * a))
-    return means
-
-
-def mean_field_means(unit_layers, kernels, v, n_iter, tol, matmul_dtype=None, init=None):
-    """Fixed-point iterations of the hidden means of a DBM given visible rows `v`.
-
-    Each iteration updates the layers bottom to top, ``mu_i = mean(input from
-    mu_{i-1} and mu_{i+1})``, and stops after `n_iter` iterations or once no mean
-    moves by more than `tol`. Returns ``[v, mu_1, ..., mu_L]`` and the iterations run.
-    The iterations start from `init` (``[v, mu_1, ..., mu_L]``; its first entry is
-    ignored) or, by default, from the doubled bottom-up pass of `initial_means`.
-    """
-    # The visible rows are fixed: their input to the first hidden layer is computed once.
-    from_visible = matmul(unit_layers[0].scale(v), kernels[0], matmul_dtype)
-    means = (initial_means(unit_layers, kernels, v, from_visible, matmul_dtype)
-             if init is None else [v, *init[1:]])
-    n_layers = len(unit_layers)
-
-    def body(it, _, *hidden):
-        states = [v, *hidden]
-        delta = tf.zeros((), v.dtype)
-        for i in range(1, n_layers):
-            a = layer_input(unit_layers, kernels, states, i, matmul_dtype,
-                            from_visible if i == 1 else None)
-            new = unit_layers[i].mean(a)
-            delta = tf.maximum(delta, tf.reduce_max(tf.abs(new - states[i])))
-            states[i] = new
-        return (it + 1, delta, *states[1:])
-
-    out = tf.while_loop(lambda it, delta, *_: tf.logical_and(it < n_iter, delta > tol),
-                        body, (tf.constant(0), tf.constant(np.inf, v.dtype), *means[1:]))
-    return [v, *out[2:]], out[0]
 
 
 @keras.saving.register_keras_serializable(package="tfboltz")
@@ -166,11 +94,7 @@ class DBM(EnergyModel):
         self.k = validation.positive_int("k", k)
         self.sample_particles = bool(sample_particles)
         self.n_temperatures = validation.positive_int("n_temperatures", n_temperatures)
-        self.min_beta = validation.non_negative_float("min_beta", min_beta)
-        if self.min_beta >= 1:
-            raise ValueError(
-                f"Invalid value received for argument `min_beta`. Expected a float in "
-                f"[0, 1). Received: min_beta={min_beta!r}")
+        self.min_beta = samplers.check_min_beta(min_beta)
         if self.n_temperatures > 1 and not self.sample_particles:
             raise ValueError(
                 "Expected sample_particles=True with parallel tempering (n_temperatures "
@@ -185,7 +109,7 @@ class DBM(EnergyModel):
         self.sparsity_cost = validation.non_negative_float("sparsity_cost", sparsity_cost)
         self.weight_init_std = validation.non_negative_float("weight_init_std", weight_init_std)
         self.seed = seed
-        layers = make_unit_layers(self.layer_sizes, visible, top, seed)
+        layers = mean_field_lib.make_unit_layers(self.layer_sizes, visible, top, seed)
         for layer, allowed, role in ((layers[0], VISIBLE_TYPES, "visible"),
                                      (layers[-1], TOP_TYPES, "top")):
             if not isinstance(layer, allowed):
@@ -202,11 +126,7 @@ class DBM(EnergyModel):
                 "(n_temperatures > 1). Received: "
                 f"{', '.join(type(layer).__name__ for layer in layers)}")
         self.centering = bool(centering)
-        self.centering_rate = validation.non_negative_float("centering_rate", centering_rate)
-        if not 0 < self.centering_rate <= 1:
-            raise ValueError(
-                "Invalid value received for argument `centering_rate`. Expected a float "
-                f"in (0, 1]. Received: centering_rate={centering_rate!r}")
+        self.centering_rate = centering_lib.check_rate(centering_rate)
         if self.centering and not all(
                 type(layer) in (units_lib.BernoulliUnits, units_lib.SoftmaxUnits)
                 for layer in layers):
@@ -242,9 +162,9 @@ class DBM(EnergyModel):
                                           trainable=False, name=f"particles_{i}")
                           for i, size in enumerate(self.layer_sizes)]
         # The centering offsets (only with centering: older files have none).
-        self.offsets = [self.add_weight(shape=(size,), initializer="zeros", trainable=False,
-                                        name=f"offset_{i}")
-                        for i, size in enumerate(self.layer_sizes)] if self.centering else []
+        self.offsets = centering_lib.make_offsets(
+            self, self.layer_sizes, [f"offset_{i}" for i in range(len(self.layer_sizes))]
+        ) if self.centering else []
         self._make_state()
         self.built = True
 
@@ -272,13 +192,14 @@ class DBM(EnergyModel):
     @property
     def betas(self):
         """The inverse temperatures of a tempering ladder, from 1 down to `min_beta`."""
-        return np.linspace(1.0, self.min_beta, self.n_temperatures).astype("float32")
+        return samplers.inverse_temperatures(self.n_temperatures, self.min_beta)
 
     # Conditionals ------------------------------------------------------------------
 
     def layer_input(self, states, i):
         """Input to layer `i` from its neighbours' `states` (a full list of layers)."""
-        return layer_input(self.unit_layers, self.kernels, states, i, self.matmul_dtype)
+        return mean_field_lib.layer_input(self.unit_layers, self.kernels, states, i,
+                                          self.matmul_dtype)
 
     def energy(self, states):
         """Per-example energy of a full list of layer states."""
@@ -289,11 +210,14 @@ class DBM(EnergyModel):
             e -= tf.reduce_sum(tf.matmul(lower, w) * upper, axis=-1)
         return e
 
-    def _initial_means(self, v):
-        return initial_means(self.unit_layers, self.kernels, v, matmul_dtype=self.matmul_dtype)
+    def initial_means(self, v):
+        """The doubled bottom-up pass that starts mean-field (a list of tensors, one per
+        layer; see `tfboltz.mean_field.initial_means`)."""
+        return mean_field_lib.initial_means(self.unit_layers, self.kernels, v,
+                                            matmul_dtype=self.matmul_dtype)
 
     def _mean_field(self, v, n_iter, tol):
-        return mean_field_means(self.unit_layers, self.kernels, v, n_iter, tol,
+        return mean_field_lib.mean_field_means(self.unit_layers, self.kernels, v, n_iter, tol,
                                 self.matmul_dtype)
 
     def mean_field(self, x, n_iter=None, tol=None, batch_size=1000):
@@ -338,13 +262,13 @@ class DBM(EnergyModel):
 
     def _init_from_data(self, x):
         self.visible_layer.init_bias_from_data(x)
-        self._init_particles(x)
+        self.init_particles(x)
 
-    def _init_particles(self, x):
+    def init_particles(self, x):
         """Start the fantasy particles from random data rows and their bottom-up means."""
         rng = np.random.default_rng(self.seed)
         v = x[rng.integers(0, len(x), self.n_chains * self.n_temperatures)]
-        means = self._initial_means(tf.constant(v))
+        means = self.initial_means(tf.constant(v))
         for var, m in zip(self.particles, means):
             var.assign(m)
         for var, m in zip(self.offsets, means):
@@ -352,12 +276,12 @@ class DBM(EnergyModel):
 
     def train_step(self, data):
         v = tf.cast(keras.utils.unpack_x_y_sample_weight(data)[0], self.kernels[0].dtype)
-        seed = self._step_seed(self.seed_generator)
+        seed = self.step_seed(self.seed_generator)
         pos, steps = self._mean_field(v, self.n_mean_field, self.mean_field_tol)
         if self.n_temperatures > 1:
             neg, new_particles = self._tempered_negative_phase(seed)
         else:
-            neg = [self._chain_share(tf.convert_to_tensor(p)) for p in self.particles]
+            neg = [distribute.chain_share(tf.convert_to_tensor(p)) for p in self.particles]
             for _ in range(self.k):
                 neg = self._gibbs_sweep(neg, seed, means=not self.sample_particles)
             new_particles = neg
@@ -365,8 +289,7 @@ class DBM(EnergyModel):
         n_neg = tf.cast(tf.shape(neg[0])[0], v.dtype)
         layers = self.unit_layers
         # With centering, statistics about the offsets (zero otherwise).
-        mu = ([tf.convert_to_tensor(o) for o in self.offsets] if self.centering
-              else [0.0] * len(layers))
+        mu = centering_lib.values(self.offsets) if self.centering else [0.0] * len(layers)
         grads = {}
         for i, w in enumerate(self.kernels):
             lo, hi = layers[i], layers[i + 1]
@@ -385,9 +308,9 @@ class DBM(EnergyModel):
             # The centered update in ordinary parameters: b_l = b'_l - W_l mu_l+1 -
             # W_l-1^T mu_l-1, so each bias also moves against its weights' step.
             for i, w in enumerate(self.kernels):
-                g = grads[id(w)]
-                grads[id(layers[i].bias)] -= tf.linalg.matvec(g, mu[i + 1])
-                grads[id(layers[i + 1].bias)] -= tf.linalg.matvec(g, mu[i], transpose_a=True)
+                below, above = centering_lib.bias_corrections(grads[id(w)], mu[i], mu[i + 1])
+                grads[id(layers[i].bias)] += below
+                grads[id(layers[i + 1].bias)] += above
         if self.l2:
             for w in self.kernels:
                 grads[id(w)] += self.l2 * w
@@ -407,11 +330,10 @@ class DBM(EnergyModel):
             if self.max_norm is not None:
                 for w in self.kernels:
                     self._clip_column_norms(w, self.max_norm)
-            for var, m in zip(self.offsets, state[n_layers:]):
-                var.assign(var + self.centering_rate * (m - var))
+            centering_lib.update_offsets(self.offsets, state[n_layers:], self.centering_rate)
             for var, chains, size in zip(self.particles, state[:n_layers], self.layer_sizes):
                 var.assign(chains if self.n_temperatures == 1
-                           else from_ladders(chains, self.n_temperatures, size))
+                           else samplers.from_ladders(chains, self.n_temperatures, size))
 
         self._apply_if_finite(grad_list, variables, [*pos[1:], *neg], after_update,
                               state=[*new_particles, *batch_means],
@@ -429,10 +351,8 @@ class DBM(EnergyModel):
         swaps. Returns the temperature-1 states of each layer and the ladders as rows
         ``(n, T size)`` to store."""
         t_count = self.n_temperatures
-        ladders = [self._chain_share(to_ladders(tf.convert_to_tensor(p), t_count))
-                   for p in self.particles]
-        m = ladders[0].shape[0] if ladders[0].shape[0] is not None else tf.shape(ladders[0])[0]
-        states = [tf.reshape(x, (-1, size)) for x, size in zip(ladders, self.layer_sizes)]
+        views = [samplers.ladder_view(p, t_count) for p in self.particles]
+        states, m = [rows for rows, _ in views], views[0][1]
         betas = tf.constant(self.betas)
         beta = tf.tile(betas, [m])[:, None]
         start = tf.cast(self.optimizer.iterations, "int32") * self.k
@@ -441,14 +361,13 @@ class DBM(EnergyModel):
                 for i in range(parity, len(states), 2):
                     layer = self.unit_layers[i]
                     states[i] = layer.sample(
-                        tempered_input(layer, self.layer_input(states, i), beta), seed)
+                        samplers.tempered_input(layer, self.layer_input(states, i), beta), seed)
             # log p_t(x_{t+1}) p_{t+1}(x_t) / (p_t(x_t) p_{t+1}(x_{t+1})) with
             # p_beta(x) ~ exp(-beta E(x)): (beta_t - beta_{t+1}) (E(x_t) - E(x_{t+1})).
             e = tf.reshape(self.energy(states), (m, t_count))
             log_r = (betas[:-1] - betas[1:])[None, :] * (e[:, :-1] - e[:, 1:])
-            states, accepted, proposed = swap_replicas(log_r, states, (start + step) % 2, seed)
-            self.swap_tracker.update_state(accepted / tf.maximum(proposed, 1.0),
-                                           sample_weight=proposed)
+            states = samplers.swap_round(log_r, states, (start + step) % 2, seed,
+                                         self.swap_tracker)
         neg = [tf.reshape(x, (m, t_count, size))[:, 0] for x, size in zip(states, self.layer_sizes)]
         rows = [tf.reshape(x, (m, t_count * size)) for x, size in zip(states, self.layer_sizes)]
         return neg, rows
@@ -460,6 +379,56 @@ class DBM(EnergyModel):
         self.reconstruction_tracker.update_state(tf.reduce_mean(tf.square(v - recon), -1))
         self.mean_field_steps_tracker.update_state(tf.cast(steps, v.dtype))
         return {m.name: m.result() for m in self.metrics[:2]}
+
+    def classifier_blocks(self, n_mean_field=None):
+        """The layers of `to_sequential` (Salakhutdinov & Hinton 2009, section 5): a
+        frozen `MeanFieldAugmentation` giving ``[v, q(h_2)]``; the first Dense layer
+        gets both halves of the first hidden layer's input (``W_1`` and ``W_2'``), the
+        later ones ``W_l``."""
+        aug = classifier.MeanFieldAugmentation.from_dbm(self, n_iter=n_mean_field)
+        ul, ks = self.unit_layers, self.kernels
+        # q(h_2) of a Bernoulli/softmax layer is its own scale.
+        first = tf.concat([classifier.visible_scaled(ul[0], ks[0]), tf.transpose(ks[1])], 0)
+        blocks = [(ul[1], first, ul[1].bias)]
+        blocks += [(ul[i], ks[i - 1], ul[i].bias) for i in range(2, len(ul))]
+        return [aug], blocks
+
+    def transform(self, x, batch_size=1000):
+        """Top-layer mean-field means of visible rows (numpy; what the model returns
+        when called)."""
+        return self.mean_field(x, batch_size=batch_size)[-1]
+
+    def reconstruct(self, x, n_iter=None, batch_size=1000):
+        """Visible means given the mean-field means of the first hidden layer (numpy)."""
+        x = self.check_data(x)
+        means = self.mean_field(x, n_iter=n_iter, batch_size=batch_size)
+        return self._visible_means_fn(tf.constant(means[1])).numpy()
+
+    @tf.function(reduce_retracing=True)
+    def _reconstruct_fn(self, v):
+        """`reconstruct` with the default mean-field settings, as a tensor function."""
+        return self._visible_means_fn(self._default_mean_field(v)[1])
+
+    def _default_mean_field(self, v):
+        return self._mean_field_fn(v, tf.constant(self.n_mean_field),
+                                   tf.constant(self.mean_field_tol, tf.float32))
+
+    def serving_endpoints(self):
+        """The endpoints of every model (`EnergyModel.serving_endpoints`) and
+        ``mean_field(x)``: a dict ``layer_1 .. layer_L`` of mean-field means (the
+        model's `n_mean_field` and `mean_field_tol`)."""
+        x_spec = tf.TensorSpec((None, self.n_visible), tf.as_dtype(self.dtype), name="x")
+
+        def mean_field(x):
+            means = self._default_mean_field(x)
+            return {f"layer_{i}": means[i] for i in range(1, len(means))}
+
+        return [*super().serving_endpoints(), ("mean_field", mean_field, [x_spec])]
+
+    @tf.function(reduce_retracing=True)
+    def _visible_means_fn(self, h1):
+        return self.unit_layers[0].mean(matmul(self.unit_layers[1].scale(h1), self.kernels[0],
+                                               self.matmul_dtype, transpose_b=True))
 
     # Sampling ------------------------------------------------------------------------
 
@@ -477,7 +446,9 @@ class DBM(EnergyModel):
             clamp: boolean mask of shape `(n_visible,)` or `(n, n_visible)`: the
                 units where it is True keep their `init` values (conditional
                 completion, e.g. the lower half of a digit from its upper half).
-            seed: int seed.
+            seed: int seed (the same as the exported SavedModel's `sample` /
+                `complete` with that seed). Sampling never touches the training
+                generator.
             means: return the final visible means rather than the sampled states.
 
         Returns:
@@ -485,159 +456,33 @@ class DBM(EnergyModel):
         """
         steps = validation.positive_int("steps", steps)
         n, init, mask = self._sampling_request(n, init, clamp)
-        # The training generator, set to `seed` for this draw and then put back, so
-        # that sampling never perturbs the training stream.
-        gen = self.seed_generator
-        saved = gen.state.numpy()
-        gen.state.assign(np.array([seed, 0], dtype=saved.dtype))
-        try:
-            if init is None:
-                states = [layer.sample(tf.zeros((n, layer.units)), gen)
-                          for layer in self.unit_layers]
-                v0 = tf.zeros((n, self.n_visible))
-            else:
-                v0 = tf.constant(init)
-                states = self._initial_means(v0)
-            out = self._sample_fn(states, v0, tf.constant(mask), tf.constant(steps),
-                                  bool(means))
-        finally:
-            gen.state.assign(saved)
+        seed = sampling_seed(seed)
+        v0 = np.zeros((n, self.n_visible), "float32") if init is None else init
+        out = self._sample_fn(v0, mask, tf.constant(steps), seed, init is None, bool(means))
         return out.numpy()
 
     @tf.function(reduce_retracing=True)
-    def _sample_fn(self, states, v0, mask, steps, means):
-        def body(i, *states):
-            out = self._gibbs_sweep(list(states), self.seed_generator, mask, v0)
-            return (i + 1, *out)
+    def _sample_fn(self, v0, mask, steps, seed, from_noise, means):
+        """`steps` Gibbs sweeps from every layer drawn with zero input (`from_noise`)
+        or from `v0` and its bottom-up means, the visible units where `mask` is 1
+        clamped to `v0`: a pure function of its inputs and the int64 `seed` (draw j
+        uses ``[seed, j]``), shared by `sample` and the exported SavedModel."""
+        stream = SeedStream(seed)
+        if from_noise:
+            n = tf.shape(v0)[0]
+            states = [layer.sample(tf.zeros((n, layer.units), v0.dtype), stream)
+                      for layer in self.unit_layers]
+        else:
+            states = self.initial_means(v0)
 
-        out = list(tf.while_loop(lambda i, *_: i < steps, body, (tf.constant(0), *states))[1:])
+        def body(i, count, *states):
+            draws = SeedStream(seed, count)
+            out = self._gibbs_sweep(list(states), draws, mask, v0)
+            return (i + 1, draws.count, *out)
+
+        out = list(tf.while_loop(lambda i, *_: i < steps, body,
+                                 (tf.constant(0, steps.dtype), stream.count, *states))[2:])
         if not means:
             return out[0]
         mean = self.unit_layers[0].mean(self.layer_input(out, 0))
         return mask * v0 + (1.0 - mask) * mean
-
-def _unit_layer_like(layer, name):
-    """A fresh, unbuilt copy of a units layer's configuration."""
-    return type(layer).from_config({**layer.get_config(), "name": name})
-
-
-def pretrain_dbm(dbm, x, epochs=20, batch_size=100, optimizer=None, learning="cd", k=1,
-                 l2=0.0, propagate="means", rbm_kwargs=None, callbacks=None, verbose="auto"):
-    """Greedy layer-wise pretraining of a DBM (Salakhutdinov & Hinton 2009, section 3.1).
-
-    One RBM per pair of neighbouring layers, each trained through `RBM.fit` on the
-    hidden means of the one below:
-
-    - the bottom RBM has two tied copies of its visible units (``visible_copies=2``):
-      on the way up its hidden units get ``2 v W_1``, as a first hidden layer of the
-      DBM gets about twice the input from below once its upper neighbour agrees;
-    - the top RBM has two tied copies of its hidden units (``hidden_copies=2``): on
-      the way down its visible units get ``2 h W_L'``;
-    - middle RBMs (three or more hidden layers) are ordinary RBMs whose weights are
-      halved when stitched, since each of their layers gets input from both sides in
-      the DBM (Salakhutdinov & Hinton 2012).
-
-    In the stitched DBM a hidden layer's input is ``x_below W_l + x_above W_{l+1}'``,
-    half of what each RBM gave it alone; the bias of a layer shared by two RBMs is the
-    mean of the two RBMs' biases. The persistent particles start from the data, so a
-    following `dbm.fit` goes straight to joint training.
-
-    Args:
-        dbm: the `DBM` whose weights are set.
-        x: training rows (numpy), as for `dbm.fit`.
-        epochs: epochs per RBM, an int or a list with one entry per RBM.
-        batch_size: minibatch size.
-        optimizer: a callable returning a fresh Keras optimizer for each RBM (default
-            ``SGD(0.01, momentum=0.9)``), or a list of such callables.
-        learning: "cd" or "pcd" for every RBM.
-        k: Gibbs steps per update.
-        l2: L2 weight decay.
-        propagate: "means" (the default) or "samples": what each RBM passes up as the
-            next one's data.
-        rbm_kwargs: extra `RBM` arguments, a dict for all or a list of dicts.
-        callbacks: Keras callbacks passed to each RBM's `fit`.
-        verbose: passed to `fit`.
-
-    Returns:
-        The list of trained RBMs, bottom first.
-    """
-    from tfboltz.rbm import RBM
-
-    if not isinstance(dbm, DBM):
-        raise ValueError(f"Expected a DBM to pretrain. Received: {type(dbm).__name__}")
-    n_rbms = len(dbm.kernels)
-    epochs = _epochs_per_rbm(epochs, n_rbms)
-    optimizers = _per_rbm("optimizer", optimizer, n_rbms)
-    extra = _per_rbm("rbm_kwargs", rbm_kwargs or {}, n_rbms)
-    propagate = validation.one_of("propagate", propagate, ("means", "samples"))
-    batch_size = validation.positive_int("batch_size", batch_size)
-    data = dbm.check_data(x)  # every check before any weight changes
-    layers = dbm.unit_layers
-    rbms = []
-    rng = np.random.default_rng(dbm.seed)
-    for i in range(n_rbms):
-        bottom, top = i == 0, i == n_rbms - 1
-        rbm = RBM(
-            dbm.layer_sizes[i], dbm.layer_sizes[i + 1],
-            visible=_unit_layer_like(layers[i], "visible") if bottom else "bernoulli",
-            hidden=_unit_layer_like(layers[i + 1], "hidden") if top else "bernoulli",
-            learning=learning, k=k, l2=l2, visible_copies=2 if bottom else 1,
-            hidden_copies=2 if top else 1, weight_init_std=dbm.weight_init_std,
-            seed=None if dbm.seed is None else dbm.seed + 10 * (i + 1), **extra[i])
-        make_optimizer = optimizers[i]
-        with rbm.distribute_strategy.scope():  # optimizers belong to the model's strategy
-            rbm.compile(optimizer=make_optimizer() if make_optimizer is not None
-                        else keras.optimizers.SGD(0.01, momentum=0.9))
-        if verbose:
-            print(f"Pretraining RBM {i + 1}/{n_rbms}: {dbm.layer_sizes[i]}-"
-                  f"{dbm.layer_sizes[i + 1]}"
-                  + (" (visible doubled)" if bottom else "") + (" (hidden doubled)" if top else ""))
-        rbm.fit(data, batch_size=batch_size, epochs=epochs[i], callbacks=callbacks,
-                verbose=verbose)
-        rbms.append(rbm)
-        if not top:
-            data = _pass_up(rbm, data, propagate, rng)
-    _stitch(dbm, rbms)
-    dbm._init_particles(dbm.check_data(x))
-    dbm.data_initialized.assign(True)
-    return rbms
-
-
-def _epochs_per_rbm(epochs, n):
-    """`epochs` as one positive int per RBM of a greedy stack."""
-    epochs = _per_rbm("epochs", epochs, n)
-    for e in epochs:
-        validation.positive_int("epochs", e)
-    return epochs
-
-
-def _pass_up(rbm, data, propagate, rng):
-    """The next RBM's data in a greedy stack: hidden means, or samples of them."""
-    data = rbm.transform(data)
-    if propagate == "samples":
-        data = (rng.random(data.shape) < data).astype("float32")
-    return data
-
-
-def _per_rbm(name, value, n):
-    if isinstance(value, (list, tuple)):
-        if len(value) != n:
-            raise ValueError(f"Expected one `{name}` entry per RBM ({n}). "
-                             f"Received: {name}={value!r}")
-        return list(value)
-    return [value] * n
-
-
-def _stitch(dbm, rbms):
-    """Set the DBM's weights from pretrained RBMs (see `pretrain_dbm`)."""
-    n = len(rbms)
-    for i, (rbm, kernel) in enumerate(zip(rbms, dbm.kernels)):
-        middle = 0 < i < n - 1
-        kernel.assign(rbm.kernel * (0.5 if middle else 1.0))
-    layers = dbm.unit_layers
-    for dst, src in zip(layers[0].weights, rbms[0].visible_layer.weights):
-        dst.assign(src)
-    for dst, src in zip(layers[-1].weights, rbms[-1].hidden_layer.weights):
-        dst.assign(src)
-    for i in range(1, n):
-        layers[i].bias.assign(0.5 * (rbms[i - 1].hidden_layer.bias + rbms[i].visible_layer.bias))

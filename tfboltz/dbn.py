@@ -12,10 +12,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfboltz import classifier, serving, validation
 from tfboltz import units as units_lib
-from tfboltz import validation
-from tfboltz.base import DivergenceGuard, EnergyModel
+from tfboltz.energy_model import DivergenceGuard, EnergyModel
 from tfboltz.rbm import RBM
+from tfboltz.samplers import SeedStream, sampling_seed
 
 
 @keras.saving.register_keras_serializable(package="tfboltz")
@@ -162,29 +163,118 @@ class DBN(EnergyModel):
                  for i in range(0, len(x), batch_size)]
         return [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
 
+    def down(self, h, batch_size=1000):
+        """Generative pass: visible means of states `h` of the layer just below the top
+        RBM (``x_{L-1}``, without labels) through the directed generative weights
+        (numpy). With one RBM, `h` is already visible and comes back unchanged."""
+        h = validation.check_rows(h, self.layer_sizes[-2], "h")
+        return np.concatenate([self._down(tf.constant(h[i:i + batch_size])).numpy()
+                               for i in range(0, len(h), batch_size)] or
+                              [np.zeros((0, self.n_visible), "float32")])
+
+    def _down(self, x):
+        for rbm in reversed(self.rbms[:-1]):
+            x = rbm.visible_layer.mean(rbm.visible_input(x))
+        return x
+
+    def transform(self, x, batch_size=1000):
+        """Top-RBM hidden means of visible rows (numpy; what the model returns when
+        called)."""
+        x = self.check_data(x)
+        return np.concatenate([self(tf.constant(x[i:i + batch_size])).numpy()
+                               for i in range(0, len(x), batch_size)])
+
+    def reconstruct(self, x, batch_size=1000):
+        """Visible means after a deterministic pass up to the top RBM's hidden layer and
+        back down (numpy). With labels, the label units take their free-energy
+        posterior on the way up."""
+        x = self.check_data(x)
+        return np.concatenate([self._reconstruct_fn(tf.constant(x[i:i + batch_size])).numpy()
+                               for i in range(0, len(x), batch_size)])
+
+    @tf.function(reduce_retracing=True)
+    def _reconstruct_fn(self, v):
+        h = self._up(v)[-1]
+        top = self.top
+        if self.n_labels:
+            labels = tf.nn.softmax(-self._label_free_energies(h))
+            vis = tf.concat([h, labels], -1)
+        else:
+            vis = h
+        h_top = top.hidden_layer.mean(top.hidden_input(vis))
+        vis = top.visible_layer.mean(top.visible_input(h_top))
+        return self._down(vis[:, :self.layer_sizes[-2]])
+
+    def serving_endpoints(self):
+        """The endpoints of every model (`EnergyModel.serving_endpoints`); with labels
+        also ``classify(x)`` (label probabilities by free energy) and
+        ``generate(labels, steps, seed)``."""
+        endpoints = super().serving_endpoints()
+        if not self.n_labels:
+            return endpoints
+        x_spec = tf.TensorSpec((None, self.n_visible), tf.as_dtype(self.dtype), name="x")
+
+        def generate(labels, steps, seed):
+            checks = serving.count_checks(steps=steps) + [
+                tf.debugging.assert_non_negative(labels, message="Expected labels >= 0."),
+                tf.debugging.assert_less(labels, self.n_labels,
+                                         message=f"Expected labels < {self.n_labels}.")]
+            labels = serving.checked(labels, checks)
+            return self._generate_fn(tf.shape(labels)[0], labels, steps, seed, True, True)
+
+        return [*endpoints, ("classify", self._classify_fn, [x_spec]),
+                ("generate", generate, [tf.TensorSpec((None,), tf.int32, name="labels"),
+                                        tf.TensorSpec((), tf.int32, name="steps"),
+                                        tf.TensorSpec((), tf.int64, name="seed")])]
+
+    def classifier_blocks(self, n_mean_field=None):
+        """The Dense layers of `to_sequential`: the recognition weights, then the top
+        RBM's up-pass (its label inputs, if any, left at zero)."""
+        blocks = []
+        for i, (w, c) in enumerate(zip(self.rec_kernels, self.rec_biases), start=1):
+            kernel = classifier.visible_scaled(self.rbms[0].visible_layer, w) if i == 1 else w
+            blocks.append((units_lib.BernoulliUnits(), kernel, c))
+        top, n_feat = self.top, self.layer_sizes[-2]
+        kernel = top.kernel[:n_feat]
+        if len(self.rbms) == 1 and not self.n_labels:
+            kernel = classifier.visible_scaled(top.visible_layer, kernel)
+        blocks.append((top.hidden_layer, kernel, top.hidden_layer.bias))
+        return [], blocks
+
     def classify(self, x, method="free_energy", steps=100, seed=0, batch_size=1000):
         """Label probabilities of rows `x` (numpy, ``(N, n_labels)``).
 
         "free_energy": ``softmax(-F([h, e_c]))`` over labels c, with ``h`` the
-        recognition means below the top (exact for the top RBM). "gibbs": the label
-        unclamped in `steps` Gibbs sweeps of the top RBM with ``h`` clamped; returns the
-        final label means.
+        recognition means below the top (exact for the top RBM; the exported
+        SavedModel's `classify`). "gibbs": the label, started at random from `seed`,
+        unclamped in `steps` Gibbs sweeps of the top RBM with ``h`` clamped; returns
+        the final label means.
         """
         if not self.n_labels:
             raise ValueError("Expected a DBN with labels (n_labels > 0) to classify.")
         method = validation.one_of("method", method, ("free_energy", "gibbs"))
-        h = self.up(x, batch_size)[-1]
         if method == "free_energy":
-            out = [tf.nn.softmax(-self._label_free_energies(tf.constant(h[i:i + batch_size])))
-                   .numpy() for i in range(0, len(h), batch_size)]
-            return np.concatenate(out)
-        n = len(h)
-        init = np.concatenate([h, np.full((n, self.n_labels), 1.0 / self.n_labels, "f4")], 1)
-        init[:, -self.n_labels:] = np.eye(self.n_labels, dtype="f4")[
-            np.random.default_rng(seed).integers(0, self.n_labels, n)]
-        clamp = np.zeros(init.shape[1], bool)
-        clamp[:-self.n_labels] = True
-        out = self.top.sample(init=init, steps=steps, clamp=clamp, seed=seed, means=True)
+            x = self.check_data(x)
+            return np.concatenate([self._classify_fn(tf.constant(x[i:i + batch_size])).numpy()
+                                   for i in range(0, len(x), batch_size)])
+        steps = validation.positive_int("steps", steps) if steps else 0
+        seed = sampling_seed(seed, self.top.sampling_seed_generator)
+        h = self.up(x, batch_size)[-1]
+        return self._classify_gibbs_fn(tf.constant(h), tf.constant(steps), seed).numpy()
+
+    @tf.function(reduce_retracing=True)
+    def _classify_fn(self, v):
+        return tf.nn.softmax(-self._label_free_energies(self._up(v)[-1]))
+
+    @tf.function(reduce_retracing=True)
+    def _classify_gibbs_fn(self, h, steps, seed):
+        stream = SeedStream(seed)
+        n = tf.shape(h)[0]
+        labels = tf.one_hot(keras.random.randint((n,), 0, self.n_labels, seed=stream),
+                            self.n_labels, dtype=h.dtype)
+        mask = tf.concat([tf.ones_like(h), tf.zeros_like(labels)], 1)
+        out = self.top._sample_fn(tf.concat([h, labels], 1), mask, steps, stream.split(),
+                                  False, True)
         return out[:, -self.n_labels:]
 
     def generate(self, labels=None, n=None, steps=1000, seed=0):
@@ -195,10 +285,10 @@ class DBN(EnergyModel):
             labels: int class per fantasy (needs `n_labels`), or None.
             n: number of fantasies when `labels` is None.
             steps: Gibbs sweeps at the top.
-            seed: int seed.
+            seed: int seed (the same as the exported SavedModel's `sample` /
+                `generate` with that seed); None takes a fresh one from the top RBM's
+                `sampling_seed_generator`.
         """
-        rng = np.random.default_rng(seed)
-        n_top_vis = self.top.n_visible
         if labels is not None:
             if not self.n_labels:
                 raise ValueError("Expected a DBN with labels to generate given labels.")
@@ -208,19 +298,100 @@ class DBN(EnergyModel):
                                  f"{labels.min()}..{labels.max()}")
             n = len(labels)
         n = validation.positive_int("n", n)
-        init = (rng.random((n, n_top_vis)) < 0.5).astype("float32")
-        clamp = None
-        if self.n_labels:
-            lab = labels if labels is not None else rng.integers(0, self.n_labels, n)
-            init[:, -self.n_labels:] = np.eye(self.n_labels, dtype="f4")[lab]
-            if labels is not None:
-                clamp = np.zeros(n_top_vis, bool)
-                clamp[-self.n_labels:] = True
-        top = self.top.sample(init=init, steps=steps, clamp=clamp, seed=seed, means=False)
-        x = tf.constant(top[:, :self.layer_sizes[-2]])
-        for rbm in reversed(self.rbms[:-1]):
-            x = rbm.visible_layer.mean(rbm.visible_input(x))
-        return x.numpy()
+        steps = validation.positive_int("steps", steps) if steps else 0
+        seed = sampling_seed(seed, self.top.sampling_seed_generator)
+        given = labels is not None
+        labels = labels.astype("int32") if given else np.zeros(n, "int32")
+        return self._generate_fn(tf.constant(n), tf.constant(labels), tf.constant(steps), seed,
+                                 given, True).numpy()
+
+    @tf.function(reduce_retracing=True)
+    def _generate_fn(self, n, labels, steps, seed, given_labels, means):
+        """`n` fantasies of the top RBM's chain, started from fair coins (and a random
+        or given one-hot label, clamped when `given_labels`), passed down: a pure
+        function of its inputs and the int64 `seed`, shared by `generate`, `sample`
+        and the exported SavedModel."""
+        stream = SeedStream(seed)
+        top, n_labels = self.top, self.n_labels
+        width = top.n_visible
+        init = tf.cast(keras.random.uniform((n, width), seed=stream) < 0.5, "float32")
+        mask = tf.zeros((n, width))
+        if n_labels:
+            if not given_labels:
+                labels = keras.random.randint((n,), 0, n_labels, seed=stream)
+            init = tf.concat([init[:, :-n_labels], tf.one_hot(labels, n_labels)], 1)
+            if given_labels:
+                mask = tf.concat([tf.zeros((n, width - n_labels)), tf.ones((n, n_labels))], 1)
+        top_states = top._sample_fn(init, mask, steps, stream.split(), False, False)
+        x = self._down(top_states[:, :self.layer_sizes[-2]])
+        return x if means else self.visible_layer.sample_from_mean(x, stream)
+
+    def sample(self, n=None, steps=1000, init=None, clamp=None, seed=0, means=True):
+        """Draw visible samples.
+
+        Without `init`: ``generate(n=n, steps=steps, seed=seed)``, fantasies of the
+        top RBM passed down. With `init`: `steps` sweeps, each a sampled recognition
+        pass up from the visible state, one Gibbs sweep of the top RBM (the labels, if
+        any, free: they start at random) and a sampled generative pass down, with the
+        units where `clamp` is True kept at their `init` values (completion).
+
+        Args:
+            n: number of samples (needed when `init` is None).
+            steps: sweeps (Gibbs sweeps of the top RBM without `init`).
+            init: starting visible rows, or None.
+            clamp: boolean mask of shape `(n_visible,)` or `(n, n_visible)`: the
+                units where it is True keep their `init` values.
+            seed: int seed (the same as the exported SavedModel's `sample` /
+                `complete` with that seed); None takes a fresh one from the top RBM's
+                `sampling_seed_generator`.
+            means: return the final visible means rather than sampled states.
+
+        Returns:
+            numpy array ``(n, n_visible)``.
+        """
+        steps = validation.positive_int("steps", steps) if steps else 0
+        n, init, mask = self._sampling_request(n, init, clamp)
+        seed = sampling_seed(seed, self.top.sampling_seed_generator)
+        v0 = np.zeros((n, self.n_visible), "float32") if init is None else init
+        out = self._sample_fn(v0, mask, tf.constant(steps), seed, init is None, bool(means))
+        return out.numpy()
+
+    @tf.function(reduce_retracing=True)
+    def _sample_fn(self, v0, mask, steps, seed, from_noise, means):
+        """`sample` from `v0` (or, `from_noise`, `generate`'s fantasies of as many
+        rows): a pure function of its inputs and the int64 `seed`, shared by `sample`
+        and the exported SavedModel."""
+        n = tf.shape(v0)[0]
+        if from_noise:
+            return self._generate_fn(n, tf.zeros((n,), tf.int32), steps, seed, False, means)
+        stream = SeedStream(seed)
+        top, n_feat, n_labels = self.top, self.layer_sizes[-2], self.n_labels
+        labels = tf.zeros((n, 0), v0.dtype)
+        if n_labels:
+            labels = tf.one_hot(keras.random.randint((n,), 0, n_labels, seed=stream),
+                                n_labels, dtype=v0.dtype)
+
+        def body(i, count, v, v_mean, labels):
+            draws = SeedStream(seed, count)
+            vis = tf.concat([self._up(v, sample=True, seed=draws)[-1], labels], -1)
+            u = top.visible_input(top.hidden_layer.sample(top.hidden_input(vis), draws))
+            vis = top.visible_layer.sample(u, draws)
+            x, labels = vis[:, :n_feat], vis[:, n_feat:]
+            if len(self.rbms) == 1:
+                v_mean, v = top.visible_layer.mean(u)[:, :n_feat], x
+            else:
+                for rbm in reversed(self.rbms[1:-1]):
+                    x = rbm.visible_layer.sample(rbm.visible_input(x), draws)
+                bottom = self.rbms[0]
+                v_mean = bottom.visible_layer.mean(bottom.visible_input(x))
+                v = self.visible_layer.sample_from_mean(v_mean, draws)
+            v = mask * v0 + (1.0 - mask) * v
+            v_mean = mask * v0 + (1.0 - mask) * v_mean
+            return i + 1, draws.count, v, v_mean, labels
+
+        out = tf.while_loop(lambda i, *_: i < steps, body,
+                            (tf.constant(0, steps.dtype), stream.count, v0, v0, labels))
+        return out[3] if means else out[2]
 
     def call(self, inputs):
         """Top-RBM hidden means given visible rows (labels, if any, set to zero)."""
@@ -269,7 +440,7 @@ class DBN(EnergyModel):
     def train_step(self, data):
         x, y = data[0], data[1]
         v = tf.cast(x, self.top.kernel.dtype)
-        seed = self._step_seed(self.seed_generator)
+        seed = self.step_seed(self.seed_generator)
         top = self.top
         n = tf.cast(tf.shape(v)[0], v.dtype)
         # Wake: sampled recognition states up to the top RBM.
@@ -321,57 +492,3 @@ class DBN(EnergyModel):
         self.loss_trackers["top_reconstruction_error"].update_state(
             tf.reduce_mean(tf.square(vis_pos - vis_neg)))
         return {m.name: m.result() for m in self.metrics}
-
-
-def pretrain_dbn(dbn, x, y=None, epochs=20, batch_size=100, optimizer=None, propagate="means",
-                 callbacks=None, verbose="auto"):
-    """Greedy layer-wise training of a DBN: each RBM through `RBM.fit` on the hidden
-    means (or samples) of the one below; the top RBM sees the labels as a one-hot
-    group beside its input. Ends by untying the recognition weights (`DBN.untie`).
-
-    Args:
-        dbn: the `DBN`.
-        x: training rows (numpy).
-        y: int labels (needed when the DBN has labels).
-        epochs: epochs per RBM, an int or one per RBM.
-        batch_size: minibatch size.
-        optimizer: callable returning a fresh Keras optimizer per RBM (default
-            ``SGD(0.01, momentum=0.9)``).
-        propagate: "means" or "samples" passed up as the next RBM's data.
-        callbacks, verbose: passed to each `fit`.
-
-    Returns:
-        A list with each RBM's `History`.
-    """
-    from tfboltz.dbm import _epochs_per_rbm, _pass_up
-
-    if not isinstance(dbn, DBN):
-        raise ValueError(f"Expected a DBN to pretrain. Received: {type(dbn).__name__}")
-    n_rbms = len(dbn.rbms)
-    epochs = _epochs_per_rbm(epochs, n_rbms)
-    propagate = validation.one_of("propagate", propagate, ("means", "samples"))
-    data = dbn.check_data(x)
-    if dbn.n_labels:
-        y = np.asarray(y) if y is not None else None
-        if y is None or y.shape != (len(data),) or y.min() < 0 or y.max() >= dbn.n_labels:
-            raise ValueError(f"Expected `y` of shape ({len(data)},) with ints in "
-                             f"[0, {dbn.n_labels}). Received: "
-                             f"{None if y is None else y.shape}")
-    rng = np.random.default_rng(dbn.seed)
-    histories = []
-    for i, rbm in enumerate(dbn.rbms):
-        with rbm.distribute_strategy.scope():  # optimizers belong to the model's strategy
-            rbm.compile(optimizer=optimizer() if optimizer is not None
-                        else keras.optimizers.SGD(0.01, momentum=0.9))
-        inputs = data
-        if i == n_rbms - 1 and dbn.n_labels:
-            inputs = np.concatenate([data, np.eye(dbn.n_labels, dtype="float32")[y]], 1)
-        if verbose:
-            print(f"Pretraining RBM {i + 1}/{n_rbms}: {rbm.n_visible}-{rbm.n_hidden}")
-        histories.append(rbm.fit(inputs, batch_size=batch_size, epochs=epochs[i],
-                                 callbacks=callbacks, verbose=verbose))
-        if i < n_rbms - 1:
-            data = _pass_up(rbm, data, propagate, rng)
-    dbn.untie()
-    dbn.data_initialized.assign(True)
-    return histories

@@ -23,7 +23,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from tfboltz import ais, classifier, data, units, validation
+from tfboltz import ais, classifier, data, fine_tuning, units, validation
 
 
 def features(model, x, n_mean_field=30, batch_size=1000):
@@ -145,7 +145,7 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
             gradients through a trained output layer instead of a random one). These
             epochs see no held-out check and are not counted in `epochs`.
         adversarial: epsilon of fast-gradient-sign adversarial training
-            (`classifier.AdversarialTraining`), or None for plain training. The
+            (`fine_tuning.AdversarialTraining`), or None for plain training. The
             perturbation is applied to the trainable layers' input: for a DBM the
             mean-field-augmented input ``[v, q(h_2)]``, computed once, perturbed and
             clipped to [0, 1]. Head epochs stay plain.
@@ -155,7 +155,7 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         adversarial_clip: clip the perturbed input to [0, 1] (False: leave it, as
             virtual adversarial training does).
         vat: L2 radius of virtual adversarial training
-            (`classifier.VirtualAdversarialTraining`) on the same input, or None. Not
+            (`fine_tuning.VirtualAdversarialTraining`) on the same input, or None. Not
             together with `adversarial`. Head epochs stay plain.
         vat_weight: weight of its smoothness term.
         vat_xi: None for the exact power step of `VirtualAdversarialTraining`, or the
@@ -165,7 +165,7 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
             larger divergence (`VirtualAdversarialTraining`'s `orient`).
         teachers: classifiers (Keras models or ``.keras`` paths) that take the same raw
             inputs, or None. With teachers the classifier is fitted by knowledge
-            distillation (`classifier.Distillation`) on the labels and on the
+            distillation (`fine_tuning.Distillation`) on the labels and on the
             teachers' averaged log-probabilities of each fitted row, computed once
             before fitting. The held-out rows still pick the epoch by their labels.
             Not together with `adversarial` or `vat`; head epochs stay plain.
@@ -186,13 +186,13 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         weight_decay = validation.non_negative_float("weight_decay", weight_decay)
     if adversarial is not None:
         adversarial, adversarial_alpha, _, adversarial_norm = (
-            classifier.AdversarialTraining.check_settings(adversarial, adversarial_alpha,
+            fine_tuning.AdversarialTraining.check_settings(adversarial, adversarial_alpha,
                                                           norm=adversarial_norm))
     if vat is not None:
         if adversarial is not None:
             raise ValueError("Expected one of adversarial and vat, not both. Received: "
                              f"adversarial={adversarial}, vat={vat}")
-        vat, vat_weight, vat_xi, _ = classifier.VirtualAdversarialTraining.check_settings(
+        vat, vat_weight, vat_xi, _ = fine_tuning.VirtualAdversarialTraining.check_settings(
             vat, vat_weight, vat_xi)
     for name, flag in (("adversarial_clip", adversarial_clip), ("vat_orient", vat_orient)):
         if not isinstance(flag, bool):
@@ -202,7 +202,7 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         if adversarial is not None or vat is not None:
             raise ValueError("Expected teachers without adversarial or vat. Received: "
                              f"adversarial={adversarial}, vat={vat}, {len(teachers)} teachers")
-        distill_temperature, distill_weight = classifier.Distillation.check_settings(
+        distill_temperature, distill_weight = fine_tuning.Distillation.check_settings(
             distill_temperature, distill_weight)
         if isinstance(teachers, (str, Path, keras.Model)):
             teachers = [teachers]
@@ -250,7 +250,7 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
         t0 = time.time()
         # the fitted rows' soft targets, and the teachers' ensemble (the argmax of their
         # averaged log-probabilities) on the held-out and test rows, beside the student
-        log_p = classifier.log_probabilities(teachers, np.concatenate([x[:n_total], x_test]))
+        log_p = fine_tuning.log_probabilities(teachers, np.concatenate([x[:n_total], x_test]))
         targets, t_teachers = (y_fit, np.tile(log_p[:n_fit], (reps, 1))), time.time() - t0
         guess = log_p.argmax(1)
         teacher_figures = {
@@ -275,14 +275,14 @@ def finetune_mnist(model, out_dir, epochs=30, lr=1e-3, batch_size=100, dropout=0
             lr, decay_steps=epochs * -(-reps * n_fit // batch_size))
     fitted = head
     if adversarial is not None:
-        fitted = classifier.AdversarialTraining(
+        fitted = fine_tuning.AdversarialTraining(
             head, adversarial, adversarial_alpha, clip=(0.0, 1.0) if adversarial_clip else None,
             norm=adversarial_norm)
     elif vat is not None:
-        fitted = classifier.VirtualAdversarialTraining(head, vat, vat_weight, xi=vat_xi,
+        fitted = fine_tuning.VirtualAdversarialTraining(head, vat, vat_weight, xi=vat_xi,
                                                        seed=seed, orient=vat_orient)
     elif teachers is not None:
-        fitted = classifier.Distillation(head, distill_temperature, distill_weight)
+        fitted = fine_tuning.Distillation(head, distill_temperature, distill_weight)
     fitted.compile(optimizer=make_optimizer(rate), loss="sparse_categorical_crossentropy",
                    metrics=["accuracy"], jit_compile=bool(jit_compile))
     t0 = time.time()

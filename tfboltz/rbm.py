@@ -4,17 +4,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfboltz import centering as centering_lib
+from tfboltz import classifier, distribute, samplers, validation
 from tfboltz import units as units_lib
-from tfboltz import validation
-from tfboltz.base import (
-    MATMUL_DTYPES,
-    EnergyModel,
-    from_ladders,
-    matmul,
-    swap_replicas,
-    tempered_input,
-    to_ladders,
-)
+from tfboltz.energy_model import EnergyModel
+from tfboltz.precision import MATMUL_DTYPES, matmul
+from tfboltz.samplers import SeedStream, sampling_seed
 
 LEARNING_RULES = ("cd", "pcd", "pt")
 #: Unit types whose tempered conditionals parallel tempering can draw from.
@@ -157,12 +152,7 @@ class RBM(EnergyModel):
         self.k_init = validation.positive_int("k", k)
         self.n_chains = validation.positive_int("n_chains", n_chains)
         self.n_temperatures = validation.positive_int("n_temperatures", n_temperatures)
-        self.min_beta = validation.non_negative_float("min_beta", min_beta)
-        if self.min_beta >= 1:
-            raise ValueError(
-                f"Invalid value received for argument `min_beta`. Expected a float in "
-                f"[0, 1). Received: min_beta={min_beta!r}"
-            )
+        self.min_beta = samplers.check_min_beta(min_beta)
         self.sample_visible = bool(sample_visible)
         self.sample_hidden = bool(sample_hidden)
         self.l2 = validation.non_negative_float("l2", l2)
@@ -194,11 +184,7 @@ class RBM(EnergyModel):
                         f"({', '.join(t.__name__ for t in TEMPERABLE_UNITS)}) with "
                         f"learning='pt'. Received: {side}={type(layer).__name__}")
         self.centering = bool(centering)
-        self.centering_rate = validation.non_negative_float("centering_rate", centering_rate)
-        if not 0 < self.centering_rate <= 1:
-            raise ValueError(
-                "Invalid value received for argument `centering_rate`. Expected a float "
-                f"in (0, 1]. Received: centering_rate={centering_rate!r}")
+        self.centering_rate = centering_lib.check_rate(centering_rate)
         if self.centering and not (self.visible_layer.linear_bias
                                    and self.hidden_layer.linear_bias):
             raise ValueError(
@@ -243,10 +229,9 @@ class RBM(EnergyModel):
                 shape=(self.n_chains * self._replicas_per_chain, self.n_visible),
                 initializer="zeros", trainable=False, name="persistent_chains")
         # Centering offsets (visible, hidden); none without centering, as in older files.
-        self.offsets = [self.add_weight(shape=(n,), initializer="zeros", trainable=False,
-                                        name=f"{side}_offset")
-                        for side, n in (("visible", self.n_visible), ("hidden", self.n_hidden))
-                        ] if self.centering else []
+        self.offsets = centering_lib.make_offsets(
+            self, (self.n_visible, self.n_hidden), ("visible_offset", "hidden_offset")
+        ) if self.centering else []
         self._make_state()
         self.built = True
 
@@ -281,7 +266,7 @@ class RBM(EnergyModel):
     @property
     def betas(self):
         """The inverse temperatures of a PT ladder, from 1 down to `min_beta`."""
-        return np.linspace(1.0, self.min_beta, self.n_temperatures).astype("float32")
+        return samplers.inverse_temperatures(self.n_temperatures, self.min_beta)
 
     # Conditionals ----------------------------------------------------------------
 
@@ -415,7 +400,7 @@ class RBM(EnergyModel):
         vs_pos, hs_pos = self.visible_layer.scale(v_pos), self.hidden_layer.scale(h_pos)
         vs_neg, hs_neg = self.visible_layer.scale(v_neg), self.hidden_layer.scale(h_neg)
         if self.centering:
-            mu, lam = (tf.convert_to_tensor(o) for o in self.offsets)
+            mu, lam = centering_lib.values(self.offsets)
             vs_pos, vs_neg, hs_pos, hs_neg = vs_pos - mu, vs_neg - mu, hs_pos - lam, hs_neg - lam
         # One product of stacked statistics: the scaling falls on the small factors.
         grad_w = matmul(tf.concat([vs_neg, vs_pos], 0),
@@ -429,8 +414,9 @@ class RBM(EnergyModel):
                           for pos, neg in ((v_pos, v_neg), (h_pos, h_neg))]
             if self.centering:
                 # b = b' - W lambda, c = c' - W^T mu: the biases follow the weights' step.
-                unit_grads[0] -= tf.linalg.matvec(grad_w, lam)
-                unit_grads[1] -= tf.linalg.matvec(grad_w, mu, transpose_a=True)
+                below, above = centering_lib.bias_corrections(grad_w, mu, lam)
+                unit_grads[0] += below
+                unit_grads[1] += above
             return grad_w, dict(zip([id(u) for u in unit_vars], unit_grads))
         unit_vars = [*self.visible_layer.trainable_weights, *self.hidden_layer.trainable_weights]
         learned_scale = len(unit_vars) > 2
@@ -453,14 +439,14 @@ class RBM(EnergyModel):
     def train_step(self, data):
         v0 = tf.convert_to_tensor(keras.utils.unpack_x_y_sample_weight(data)[0])
         v0 = tf.cast(v0, self.kernel.dtype)
-        seed = self._step_seed(self.seed_generator)
+        seed = self.step_seed(self.seed_generator)
         if self.dropout > 0:
             keep = keras.random.uniform(tf.shape(v0), seed=seed) >= self.dropout
             v0 = v0 * tf.cast(keep, v0.dtype)
         a0 = self.hidden_input(v0)
         h0 = self.hidden_layer.mean(a0)
         if self.learning == "pcd":
-            chains = self._chain_share(tf.convert_to_tensor(self.persistent_chains))
+            chains = distribute.chain_share(tf.convert_to_tensor(self.persistent_chains))
             v_neg, _, a_neg = self._gibbs(chains, self.hidden_input(chains), self.k, seed)
             recon, _ = self._visible_step(self._hidden_state(a0, seed), seed)
             new_chains = v_neg
@@ -477,7 +463,7 @@ class RBM(EnergyModel):
 
         grad_w, unit_grads = self._statistic_grads(v0, h0, v_neg, h_neg)
         # |dW_ij| is at most this, from the small statistics alone (see _apply_if_finite).
-        mu, lam = (tf.convert_to_tensor(o) for o in self.offsets) if self.centering else (0., 0.)
+        mu, lam = centering_lib.values(self.offsets) if self.centering else (0., 0.)
         bound = tf.add_n([tf.reduce_max(tf.abs(layer.scale(t) - mu))
                           * tf.reduce_max(tf.abs(self.hidden_layer.scale(h) - lam))
                           for layer, t, h in ((self.visible_layer, v0, h0),
@@ -505,8 +491,7 @@ class RBM(EnergyModel):
 
         def after_update(state):
             activity, chains = state[:2]
-            for var, m in zip(self.offsets, state[2:]):
-                var.assign(var + self.centering_rate * (m - var))
+            centering_lib.update_offsets(self.offsets, state[2:], self.centering_rate)
             if self.max_norm is not None:
                 self._clip_column_norms(self.kernel, self.max_norm)
             if self.sparsity_cost:
@@ -515,7 +500,7 @@ class RBM(EnergyModel):
                 self.persistent_chains.assign(chains)
             elif self.learning == "pt":
                 self.persistent_chains.assign(
-                    from_ladders(chains, self.n_temperatures, self.n_visible))
+                    samplers.from_ladders(chains, self.n_temperatures, self.n_visible))
 
         self._apply_if_finite(grads, variables, [h0, h_neg, v_neg], after_update,
                               grad_bounds={id(self.kernel): bound * self.n_visible * self.n_hidden},
@@ -532,17 +517,15 @@ class RBM(EnergyModel):
     def _tempered_free_energy(self, v, a, beta):
         """``F_beta(v) = beta E_v(v) - log sum_h exp(beta (a + c) . h)`` per row."""
         return (beta[:, 0] * self.visible_layer.energy(v)
-                - self.hidden_layer.log_partition(tempered_input(self.hidden_layer, a, beta)))
+                - self.hidden_layer.log_partition(
+                    samplers.tempered_input(self.hidden_layer, a, beta)))
 
     def _tempered_negative_phase(self, seed):
         """`k` tempered Gibbs sweeps of this replica's ladders, each followed by a round
         of replica swaps. Returns the ``beta = 1`` states, their hidden input, and the
         ladders as rows ``(n, T V)`` to store."""
         t_count, n_vis = self.n_temperatures, self.n_visible
-        ladders = self._chain_share(to_ladders(tf.convert_to_tensor(self.persistent_chains),
-                                               t_count))
-        v = tf.reshape(ladders, (-1, n_vis))                      # row i T + t
-        m = ladders.shape[0] if ladders.shape[0] is not None else tf.shape(ladders)[0]
+        v, m = samplers.ladder_view(self.persistent_chains, t_count)  # row i T + t
         betas = tf.constant(self.betas)
         beta = tf.tile(betas, [m])[:, None]
         beta_up = tf.tile(tf.concat([betas[1:], betas[-1:]], 0), [m])[:, None]
@@ -555,16 +538,14 @@ class RBM(EnergyModel):
             f_down = tf.reshape(self._tempered_free_energy(v, a, beta_down), (m, t_count))
             # Pair (t, t + 1): log of p_t(v_{t+1}) p_{t+1}(v_t) / (p_t(v_t) p_{t+1}(v_{t+1})).
             log_r = (f_own[:, :-1] + f_own[:, 1:] - f_down[:, 1:] - f_up[:, :-1])
-            (v, a), accepted, proposed = swap_replicas(log_r, [v, a], parity, seed)
-            self.swap_tracker.update_state(accepted / tf.maximum(proposed, 1.0),
-                                           sample_weight=proposed)
+            v, a = samplers.swap_round(log_r, [v, a], parity, seed, self.swap_tracker)
             return v, a
 
         def body(i, v, a):
-            h_in = tempered_input(self.hidden_layer, a, beta)
+            h_in = samplers.tempered_input(self.hidden_layer, a, beta)
             h = self.hidden_layer.sample(h_in, seed) if self.sample_hidden else \
                 self.hidden_layer.mean(h_in)
-            u_in = tempered_input(self.visible_layer, self.visible_input(h), beta)
+            u_in = samplers.tempered_input(self.visible_layer, self.visible_input(h), beta)
             v = (self.visible_layer.sample(u_in, seed) if self.sample_visible
                  else self.visible_layer.mean(u_in))
             a = self.hidden_input(v)
@@ -611,6 +592,21 @@ class RBM(EnergyModel):
 
     # Inference and sampling ----------------------------------------------------------
 
+    def serving_endpoints(self):
+        """The endpoints of every model (`EnergyModel.serving_endpoints`) and
+        ``free_energy(x)``."""
+        x_spec = tf.TensorSpec((None, self.n_visible), tf.as_dtype(self.dtype), name="x")
+        return [*super().serving_endpoints(), ("free_energy", self._free_energy_fn, [x_spec])]
+
+    def classifier_blocks(self, n_mean_field=None):
+        """The hidden Dense layer of `to_sequential`: the up-pass ``scale(v) W + c``."""
+        if self.visible_copies != 1 or self.hidden_copies != 1:
+            raise ValueError("Expected an RBM without copied units for a classifier. "
+                             f"Received: visible_copies={self.visible_copies}, "
+                             f"hidden_copies={self.hidden_copies}")
+        kernel = classifier.visible_scaled(self.visible_layer, self.kernel)
+        return [], [(self.hidden_layer, kernel, self.hidden_layer.bias)]
+
     def transform(self, x, batch_size=1000):
         """Hidden means ``E[h | v]`` for each row of `x` (numpy)."""
         x = self.check_data(x)
@@ -637,7 +633,9 @@ class RBM(EnergyModel):
             clamp: boolean mask of shape `(n_visible,)` or `(n, n_visible)`: the
                 units where it is True keep their `init` values (conditional sampling,
                 e.g. completing the lower half of a digit from its upper half).
-            seed: int seed for a reproducible draw.
+            seed: int seed for a reproducible draw (the same as the exported
+                SavedModel's `sample` / `complete` with that seed); None takes a fresh
+                one from `sampling_seed_generator`, never from the training generator.
             means: return the final visible means (probabilities for binary units,
                 smoother to look at) rather than the sampled states.
 
@@ -646,17 +644,28 @@ class RBM(EnergyModel):
         """
         steps = validation.positive_int("steps", steps) if steps else 0
         n, init, mask = self._sampling_request(n, init, clamp)
-        if seed is not None:
-            self.sampling_seed_generator.state.assign(
-                np.array([seed, 0], dtype=self.sampling_seed_generator.state.dtype))
+        seed = sampling_seed(seed, self.sampling_seed_generator)
         v0 = (np.zeros((n, self.n_visible), "float32") if init is None else init)
-        out = self._sample_fn(v0, mask, tf.constant(steps), init is None, bool(means))
+        out = self._sample_fn(v0, mask, tf.constant(steps), seed, init is None, bool(means))
         return out.numpy()
 
     @tf.function(reduce_retracing=True)
-    def _sample_fn(self, v0, mask, steps, from_noise, means):
-        seed = self.sampling_seed_generator
+    def _sample_fn(self, v0, mask, steps, seed, from_noise, means):
+        """`steps` Gibbs sweeps from `v0` (or from noise), the units where `mask` is 1
+        clamped to `v0`: a pure function of its inputs and the int64 `seed` (draw j
+        uses ``[seed, j]``), shared by `sample` and the exported SavedModel."""
+        stream = SeedStream(seed)
         if from_noise:
-            v0 = self.visible_layer.sample(tf.zeros_like(v0), seed)
-        v, v_mean, _ = self._gibbs(v0, self.hidden_input(v0), steps, seed, mask, v0)
+            v0 = self.visible_layer.sample(tf.zeros_like(v0), stream)
+
+        def body(i, count, v, v_mean):
+            draws = SeedStream(seed, count)
+            h = self._hidden_state(self.hidden_input(v), draws)
+            v_mean, v = self._visible_step(h, draws)
+            v = mask * v0 + (1.0 - mask) * v
+            v_mean = mask * v0 + (1.0 - mask) * v_mean
+            return i + 1, draws.count, v, v_mean
+
+        _, _, v, v_mean = tf.while_loop(lambda i, *_: i < steps, body,
+                                        (tf.constant(0, steps.dtype), stream.count, v0, v0))
         return v_mean if means else v

@@ -93,7 +93,7 @@ def plot_mean_field(dbm, x, path, iterations=(0, 1, 2, 5, 10, 20), layer=1, n=8,
     for row in x:
         for it in iterations:
             m = (dbm.mean_field(row[None], n_iter=max(it, 1), tol=0.0)[layer][0] if it
-                 else dbm._initial_means(row[None].astype("float32"))[layer].numpy()[0])
+                 else dbm.initial_means(row[None].astype("float32"))[layer].numpy()[0])
             tile = np.zeros(side * side, "float32")
             tile[:width] = m
             tiles.append(tile)

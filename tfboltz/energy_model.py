@@ -1,0 +1,459 @@
+"""The base of every tfboltz model: a `keras.Model` whose `train_step` computes the
+gradient of the negative log-likelihood from positive and negative statistics and
+applies it only when it is safe to (the guarded update)."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfboltz import classifier, distribute, pipeline, serving, validation, zoo
+
+#: Bound on ``learning_rate * sum|gradient|`` for a step to be applied.
+MAX_UPDATE = 1e30
+
+
+class TrainingDivergedError(FloatingPointError):
+    """Raised by `fit` when the statistics or the update stop being finite."""
+
+
+def divergence_message(epoch, step):
+    return (f"Training diverged at epoch {epoch}, step {step}: the statistics or the "
+            "gradient were not finite (NaN or inf) or too large for a safe update. The "
+            "update was not applied; the model keeps the weights of the last good step. "
+            "Check the data for NaN/inf, or lower the learning rate.")
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops `fit` with a `TrainingDivergedError` when a step was refused.
+
+    The model's train step skips any update whose statistics or gradients are not
+    finite (or too large to apply safely) and records the optimizer iteration in
+    `model.diverged_at`; the weights therefore stay at the last good step.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._start = int(self.model.optimizer.iterations.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        at = int(self.model.diverged_at.numpy())
+        if at >= 0:
+            self.model.diverged_at.assign(-1)
+            self.model.stop_training = True
+            raise TrainingDivergedError(divergence_message(self._epoch + 1,
+                                                           at - self._start + 1))
+
+
+class EnergyModel(keras.Model):
+    """Base class of tfboltz's generative models (a `keras.Model`).
+
+    Subclasses define `visible_layer`, `n_visible`, `_init_from_data(x)` and a
+    `train_step` that draws its noise from ``self.step_seed(generator)`` and ends with
+    ``self._apply_if_finite(...)``.
+
+    Models compute in float32 (the matrix products may run in bfloat16 or float16:
+    the `matmul_dtype` argument of the models); other Keras dtype policies are refused.
+    """
+
+    def __init__(self, **kwargs):
+        dtype = kwargs.get("dtype")
+        if dtype is not None:
+            policy = keras.dtype_policies.get(dtype)
+            if policy.variable_dtype != "float32" or policy.compute_dtype != "float32":
+                raise ValueError(
+                    "Invalid value received for argument `dtype`. Expected 'float32' "
+                    "(tfboltz models compute in float32; run the matrix products in "
+                    "bfloat16 or float16 with `matmul_dtype`). "
+                    f"Received: dtype={dtype!r}")
+        super().__init__(**kwargs)
+
+    @classmethod
+    def from_config(cls, config):
+        # Unit layers arrive as serialized configs, which the constructors accept.
+        return cls(**config)
+
+    # Presets and export -----------------------------------------------------------
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """A model from a zoo preset, as keras-hub's `from_preset`.
+
+        Args:
+            preset: a preset name (see `presets()`), or a local directory or file
+                holding one.
+            load_weights: False builds the architecture with fresh weights.
+            **kwargs: passed to `tfboltz.zoo.from_preset` (e.g. `cache_dir`).
+
+        Example:
+            >>> dbm = tb.DBM.from_preset("mnist_dbm")
+        """
+        return zoo.from_preset(preset, cls=cls, load_weights=load_weights, **kwargs)
+
+    @classmethod
+    def presets(cls):
+        """The names of the zoo's presets of this class (`from_preset` loads them)."""
+        return zoo.list_presets(cls)
+
+    def export(self, filepath, format="tf_saved_model", verbose=True):
+        """Write a SavedModel with the generative endpoints of this model.
+
+        See `tfboltz.serving.export_model`: hidden means (`serve`, `transform`),
+        `reconstruct`, `sample`, `complete`, and per model `free_energy` (RBM),
+        `mean_field` (DBM) or `classify` (DBN with labels). It needs no prior call.
+        """
+        if format != "tf_saved_model":
+            raise ValueError("Invalid value received for argument `format`. Expected "
+                             f"'tf_saved_model'. Received: format={format!r}")
+        return serving.export_model(self, filepath, verbose=verbose)
+
+    def serving_endpoints(self):
+        """``[(name, function, input signature)]`` that `export` writes, `serve` first.
+
+        Every model serves ``serve`` / ``transform(x)`` (what calling it returns),
+        ``reconstruct(x)``, ``sample(n, steps, seed)`` and ``complete(x, mask, steps,
+        seed)``; subclasses add their own. Each function is the one the model's Python
+        method runs, so the two agree.
+        """
+        dtype = tf.as_dtype(self.dtype)
+        width = self.n_visible
+        x_spec = tf.TensorSpec((None, width), dtype, name="x")
+        mask_spec = tf.TensorSpec((None, width), tf.bool, name="mask")
+        steps_spec = tf.TensorSpec((), tf.int32, name="steps")
+        seed_spec = tf.TensorSpec((), tf.int64, name="seed")
+
+        def transform(x):
+            return self(x)
+
+        def complete(x, mask, steps, seed):
+            checks = serving.count_checks(steps=steps) + [tf.debugging.assert_equal(
+                tf.shape(mask), tf.shape(x), message="Expected `mask` of the shape of `x`.")]
+            mask = serving.checked(tf.cast(mask, dtype), checks)
+            return self._sample_fn(x, mask, steps, seed, False, True)
+
+        def sample(n, steps, seed):
+            n = serving.checked(n, serving.count_checks(n, steps))
+            zeros = tf.zeros((n, width), dtype)
+            return self._sample_fn(zeros, zeros, steps, seed, True, True)
+
+        return [("serve", transform, [x_spec]), ("transform", transform, [x_spec]),
+                ("reconstruct", self._reconstruct_fn, [x_spec]),
+                ("sample", sample, [tf.TensorSpec((), tf.int32, name="n"), steps_spec,
+                                    seed_spec]),
+                ("complete", complete, [x_spec, mask_spec, steps_spec, seed_spec])]
+
+    # State ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _clip_column_norms(kernel, max_norm):
+        """Rescale each unit's incoming weights (a column) to L2 norm <= `max_norm`."""
+        norms = tf.norm(kernel, axis=0, keepdims=True)
+        kernel.assign(kernel * tf.minimum(1.0, max_norm / (norms + 1e-12)))
+
+    def _make_state(self):
+        self.diverged_at = self.add_weight(
+            shape=(), dtype="int64", initializer=keras.initializers.Constant(-1),
+            trainable=False, name="diverged_at",
+        )
+        self.data_initialized = self.add_weight(
+            shape=(), dtype="bool", initializer="zeros", trainable=False, name="data_initialized"
+        )
+        # Batches the train step passes over without updating (set on resuming in the
+        # middle of an epoch, `skip_batches`). A plain tf.Variable: run-time state,
+        # not a weight of the model, so saved files do not change.
+        self._batches_to_skip = tf.Variable(
+            0, dtype="int64", trainable=False, name="batches_to_skip",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+    def skip_batches(self, n):
+        """Make the next `n` train steps pass over their batches without any change.
+
+        A skipped step leaves weights, chains, the optimizer and the random state as
+        they were (its metrics still count). `tfboltz.callbacks.TrainingCheckpoint`
+        uses it to resume in the middle of an epoch: the batches trained on before the
+        interruption come again in the same order and are passed over.
+        """
+        self._batches_to_skip.assign(validation.non_negative_int("n", n))
+
+    def compile(self, optimizer=None, steps_per_execution=50, jit_compile="auto", **kwargs):
+        """Configure the model for `fit`.
+
+        Generative models take no loss: the train step computes the gradient of the
+        negative log-likelihood from positive and negative statistics and hands it to
+        the optimizer.
+
+        Args:
+            optimizer: a Keras optimizer; default ``SGD(0.01, momentum=0.9)``.
+            steps_per_execution: train steps per call of the compiled function; the
+                default of 50 amortises Keras's per-call overhead (progress bars and
+                batch-level callbacks then see every 50th batch; `DivergenceGuard`
+                still names the exact step).
+            jit_compile: `True` compiles the train step with XLA (it works, but on
+                CPU it is slower than the default graph); "auto" enables it on GPUs.
+            **kwargs: other `keras.Model.compile` arguments (`run_eagerly`, ...).
+        """
+        if kwargs.get("loss") is not None:
+            raise ValueError(
+                "Expected no `loss`: generative models compute their own gradient. "
+                f"Received: loss={kwargs['loss']!r}"
+            )
+        if optimizer is None:
+            with self.distribute_strategy.scope():
+                optimizer = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
+        super().compile(
+            optimizer=optimizer, steps_per_execution=steps_per_execution,
+            jit_compile=jit_compile, **kwargs,
+        )
+        self._build_optimizer()
+
+    def compile_from_config(self, config):
+        """Re-compile a loaded model with the configuration it was saved with."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+
+    def _build_optimizer(self):
+        """Create the optimizer's slots now, in the model's strategy scope: the guarded
+        update applies gradients inside a condition, where no variable may be created."""
+        if not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+
+    # Data checks ---------------------------------------------------------------
+
+    def check_data(self, x, name="x"):
+        """Validate visible data: shape, finiteness and the range of the unit type.
+
+        Returns:
+            float32 numpy array.
+
+        Raises:
+            ValueError: in Keras's wording, before any state changes.
+        """
+        x = validation.check_rows(x, self.n_visible, name)
+        self.visible_layer.validate_data(x, name)
+        return x
+
+    def _checked(self, x, name):
+        """Validate array-like data; datasets pass through (the step guard covers them)."""
+        if x is None or isinstance(x, tf.data.Dataset) or pipeline.is_stream(x):
+            return x
+        return self.check_data(x, name)
+
+    # fit -----------------------------------------------------------------------
+
+    def _epoch_callbacks(self, monitor_rows, validation_rows):
+        """Extra callbacks a subclass runs in `fit` (before the user's)."""
+        return []
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, validation_data=None,
+            callbacks=None, **kwargs):
+        """Train the model generatively through `keras.Model.fit`.
+
+        `x` holds the visible data (array, tensor or `tf.data.Dataset`); `y` is
+        ignored by the generative step. `validation_data` may be an array of visible
+        rows. Before the first update the visible biases are set from the data (see
+        `init_from_data`). All the usual `fit` arguments work.
+
+        Arrays are shuffled each epoch from the model's `seed` when it has one, so the
+        same seed gives the same weights on the same device. For generators, call
+        `init_from_data` first (a stream cannot be read ahead); the per-epoch monitors
+        then run on validation data only.
+
+        Raises:
+            ValueError: bad data, before any state changes.
+            TrainingDivergedError: the statistics stopped being finite; the weights of
+                the last good step are kept.
+        """
+        if isinstance(x, tuple) and y is None:
+            x = x[0]
+        x = self._checked(x, "x")
+        val_rows = None
+        if validation_data is not None:
+            val_x = pipeline.as_rows(validation_data)
+            val_x = self._checked(val_x, "validation_data")
+            validation_data = val_x
+            val_rows = pipeline.take_rows(val_x, pipeline.MONITOR_ROWS)
+        self._prepare_fit()
+        monitor = pipeline.take_rows(x, pipeline.MONITOR_ROWS)
+        if not bool(self.data_initialized.numpy()) and monitor is not None:
+            self.init_from_data(x if not isinstance(x, tf.data.Dataset) else monitor)
+        if isinstance(x, tf.data.Dataset):
+            kwargs.setdefault("shuffle", False)  # a dataset shuffles itself
+        order_callbacks = []
+        if isinstance(x, np.ndarray) and kwargs.get("shuffle", True) and self.seed is not None:
+            # Keras shuffles arrays from the global random state; a seeded model
+            # shuffles from its own seed so that the same seed gives the same weights.
+            x, order = pipeline.epoch_ordered_batches(x, batch_size or 32, self.seed)
+            order_callbacks = [order]
+            batch_size, kwargs["shuffle"] = None, False
+        callbacks = [*order_callbacks, DivergenceGuard(),
+                     *self._epoch_callbacks(monitor, val_rows),
+                     *(callbacks or [])]
+        self.diverged_at.assign(-1)
+        return super().fit(x, y, batch_size=batch_size, epochs=epochs,
+                           validation_data=validation_data, callbacks=callbacks, **kwargs)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None,
+                       return_dict=False):
+        """One generative update on one batch of visible rows (`keras.Model`'s call).
+
+        The first call compiles the model with the default optimizer if needed and
+        initialises it from the batch (`init_from_data`).
+
+        Raises:
+            ValueError: bad data, before any state changes.
+            TrainingDivergedError: the update was refused (see `fit`).
+        """
+        x = self._checked(x, "x")
+        self._prepare_fit()
+        if not bool(self.data_initialized.numpy()):
+            self.init_from_data(x)
+        self.diverged_at.assign(-1)
+        logs = super().train_on_batch(x, y, sample_weight=sample_weight,
+                                      class_weight=class_weight, return_dict=return_dict)
+        if int(self.diverged_at.numpy()) >= 0:
+            self.diverged_at.assign(-1)
+            raise TrainingDivergedError(divergence_message(1, 1))
+        return logs
+
+    def _prepare_fit(self):
+        """Compile with the defaults if needed. Under a multi-replica strategy, run one
+        step per call: TensorFlow cannot place the cross-replica condition of the
+        guarded update inside Keras's multi-step loop."""
+        if getattr(self, "optimizer", None) is None or not self.compiled:
+            self.compile()
+        self._build_optimizer()
+        if self.distribute_strategy.num_replicas_in_sync > 1 and self.steps_per_execution > 1:
+            self.steps_per_execution = 1
+            self.train_function = None
+
+    def _sampling_request(self, n, init, clamp):
+        """Check the arguments of `sample`: returns ``(n, init rows or None, clamp mask
+        as float32 (n, n_visible))``."""
+        if init is None:
+            if clamp is not None:
+                raise ValueError("Expected `init` values to clamp. Received: init=None")
+            n = validation.positive_int("n", n)
+        else:
+            init = self.check_data(init, "init")
+            n = len(init) if n is None else validation.positive_int("n", n)
+            if n != len(init):
+                raise ValueError(f"Expected `n` to match len(init). Received: n={n}, "
+                                 f"len(init)={len(init)}")
+        mask = np.zeros((n, self.n_visible), "float32")
+        if clamp is not None:
+            mask = np.broadcast_to(np.asarray(clamp, bool), (n, self.n_visible)).astype("f4")
+        return n, init, mask
+
+    def to_sequential(self, num_classes, dropout=0.0, n_mean_field=None, name=None):
+        """A `keras.Sequential` classifier initialised from this model's weights.
+
+        Its hidden Dense layers start from the generative weights (`classifier_blocks`);
+        see `tfboltz.classifier.to_sequential` for the arguments.
+        """
+        head, blocks = self.classifier_blocks(n_mean_field)
+        return classifier.build_sequential(self.n_visible, blocks, num_classes,
+                                           dropout=dropout, head=head, name=name)
+
+    def classifier_blocks(self, n_mean_field=None):
+        """``(head layers, [(units_layer, kernel, bias), ...])`` of `to_sequential`."""
+        raise NotImplementedError(f"{type(self).__name__} has no classifier form.")
+
+    def init_from_data(self, x):
+        """Data-dependent initialisation (visible biases, persistent chains).
+
+        Called automatically by the first `fit`; call it yourself to control it.
+        """
+        x = self._checked(x, "x")
+        self._init_from_data(np.asarray(x, "float32"))
+        self.data_initialized.assign(True)
+
+    # The guarded update ----------------------------------------------------------
+
+    def step_seed(self, generator):
+        """The seed a train step draws its noise from: `generator` (see
+        `tfboltz.distribute.step_seed`). Call it once, before any draw: a skipped step
+        (`skip_batches`) puts the generator back to the state it had here."""
+        self._step_generator = generator
+        self._step_seed_state = tf.identity(generator.state.value)
+        return distribute.step_seed(generator)
+
+    def _skip(self, seed_state):
+        """The skipped step: count it, put the random state back, change nothing else."""
+        self._batches_to_skip.assign_sub(1)
+        if seed_state is not None:
+            self._step_generator.state.assign(seed_state)
+        return tf.constant(False)
+
+    def _apply_if_finite(self, grads, variables, statistics, after_update, grad_bounds=None,
+                         state=(), merge=()):
+        """Apply `grads` only if they and `statistics` are finite and bounded.
+
+        A gradient counts as bad if it is not finite or if ``learning_rate * sum|g|``
+        exceeds `MAX_UPDATE`, which keeps every update of the usual optimizers (SGD with
+        momentum, Adam, RMSprop) far from float32 overflow; a refused step is then the
+        only way weights could go bad, and no copy of the weights is needed. For a
+        large gradient, `grad_bounds` (``{id(variable): bound on max|g|}``, computed
+        from the small statistics it is a product of) replaces the pass over it.
+        `after_update(state)` runs after a good update (max-norm, chains, running
+        averages); otherwise nothing changes and `diverged_at` records the step for
+        `DivergenceGuard` to report.
+
+        Under a multi-replica `tf.distribute` strategy each replica brings the gradient
+        of its share of the global batch; the update applies their mean (as a
+        single device would on the global batch), and only if every replica's step is
+        good. Each entry of `state` is then merged across replicas before
+        `after_update` sees it, as `merge` says: "concat" (chain shares, in replica
+        order) or "mean".
+        """
+        grad_bounds = grad_bounds or {}
+        ok = self.diverged_at < 0
+        for t in statistics:
+            ok = tf.logical_and(ok, tf.math.is_finite(tf.reduce_sum(t)))
+        lr = tf.cast(self.optimizer.learning_rate, "float32")
+        for g, v in zip(grads, variables):
+            total = grad_bounds.get(id(v))
+            if total is None:
+                total = tf.reduce_sum(tf.abs(g))
+            ok = tf.logical_and(ok, tf.math.is_finite(total))
+            ok = tf.logical_and(ok, lr * total < MAX_UPDATE)
+        seed_state = getattr(self, "_step_seed_state", None)
+        self._step_seed_state = None
+
+        def bad():
+            self.diverged_at.assign(tf.cast(self.optimizer.iterations, "int64"))
+            return tf.constant(False)
+
+        ctx = distribute.replica_context()
+        if ctx is None:
+            def good():
+                self.optimizer.apply_gradients(zip(grads, variables))
+                after_update(list(state))
+                return tf.constant(True)
+
+            return tf.cond(self._batches_to_skip > 0, lambda: self._skip(seed_state),
+                           lambda: tf.cond(ok, good, bad))
+        replicas = ctx.num_replicas_in_sync
+        # The optimizer sums the replicas' gradients: each brings its share of the mean.
+        grads = [g / replicas for g in grads]
+
+        def apply_on_replica(grads):
+            self.optimizer.apply_gradients(zip(grads, variables))
+
+        def cross_replica(distribution, grads, ok, state, seed_state):
+            local = distribution.experimental_local_results
+            all_ok = tf.reduce_all(tf.stack(local(ok)))
+            merged = [tf.concat(local(t), 0) if how == "concat" else tf.add_n(local(t)) / replicas
+                      for t, how in zip(state, merge)]
+
+            def good():
+                # The optimizer's update needs a replica context (it all-reduces); the
+                # condition itself must be decided here, across replicas.
+                distribution.extended.call_for_each_replica(apply_on_replica, args=(grads,))
+                after_update(merged)
+                return tf.constant(True)
+
+            first_state = None if seed_state is None else local(seed_state)[0]
+            return tf.cond(self._batches_to_skip > 0, lambda: self._skip(first_state),
+                           lambda: tf.cond(all_ok, good, bad))
+
+        return ctx.merge_call(cross_replica, args=(grads, ok, list(state), seed_state))

@@ -1,0 +1,14 @@
+"""Mixed precision for the matrix products of a model (its `matmul_dtype` argument)."""
+
+import tensorflow as tf
+
+#: Dtypes the matrix products of a model may run in.
+MATMUL_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def matmul(a, b, dtype=None, **kwargs):
+    """`tf.matmul`; with a `dtype` other than float32 the operands are cast to it and the
+    product is cast back to the dtype of `a` (mixed precision for the products only)."""
+    if dtype is None or dtype == "float32":
+        return tf.matmul(a, b, **kwargs)
+    return tf.cast(tf.matmul(tf.cast(a, dtype), tf.cast(b, dtype), **kwargs), a.dtype)
