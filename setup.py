@@ -10,13 +10,18 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     # The model cards live in the top-level zoo/ directory and install as the package
-    # data `tfboltz.zoo_cards`, read by tfboltz.zoo through importlib.resources.
-    packages=find_packages(include=["tfboltz", "tfboltz.*"]) + ["tfboltz.zoo_cards"],
-    package_dir={"tfboltz.zoo_cards": "zoo"},
-    package_data={"tfboltz.zoo_cards": ["*.json"]},
+    # data `tfboltz.zoo_cards`; the presets' weight files in pretrained/ install as
+    # `tfboltz.zoo_weights`, so an installed tfboltz loads them offline. tfboltz.zoo
+    # reads both through importlib.resources.
+    packages=find_packages(include=["tfboltz", "tfboltz.*"])
+    + ["tfboltz.zoo_cards", "tfboltz.zoo_weights"],
+    package_dir={"tfboltz.zoo_cards": "zoo", "tfboltz.zoo_weights": "pretrained"},
+    package_data={"tfboltz.zoo_cards": ["*.json"], "tfboltz.zoo_weights": ["*.weights.h5"]},
     install_requires=[
         "tensorflow==2.21.0",
-        "keras>=3.12,<4",
+        # The range the tests run on: tfboltz.callbacks.set_initial_epoch relies on a
+        # private attribute of Keras's fit (tests/test_models.py checks it).
+        "keras>=3.15.1,<3.16",
         # TFP 0.25 is the newest release; it imports beside TF 2.21 once tf-keras is
         # present (it probes for the Keras 2 API at import time).
         "tensorflow-probability==0.25.0",

@@ -30,12 +30,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tfboltz as tb  # noqa: E402
-from tfboltz.dbm import mean_field_means  # noqa: E402
+from tfboltz.mean_field import mean_field_means  # noqa: E402
 
 
 def bound_from(model, start, n_iter):
@@ -49,7 +48,8 @@ def bound_from(model, start, n_iter):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="a DBM saved as .keras")
+    p.add_argument("model", help="a DBM: a preset name (mnist_dbm) or directory, or a "
+                                 ".keras or .weights.h5 file (tfboltz.zoo.from_preset)")
     p.add_argument("--n-iter", type=int, default=100, help="iterations from each start")
     p.add_argument("--n-random", type=int, default=4, help="seeded uniform starts")
     p.add_argument("--n-rows", type=int, default=None, help="first rows of the test set only")
@@ -58,12 +58,13 @@ def main(argv=None):
                         "bottom-up pass, no tolerance")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
-    if not Path(args.model).is_file():
-        p.error(f"no such model file: {args.model}")
     if (args.n_iter < 1 or args.n_random < 0 or (args.n_rows is not None and args.n_rows < 1)
             or any(n < 1 for n in args.iterations)):
         p.error("--n-iter, --n-rows and --iterations must be at least 1, --n-random at least 0")
-    model = keras.saving.load_model(args.model)
+    try:
+        model = tb.zoo.from_preset(args.model)
+    except (FileNotFoundError, ValueError) as err:
+        p.error(str(err))
     if not isinstance(model, tb.DBM):
         p.error(f"expected a DBM; {args.model} holds a {type(model).__name__}")
     x, _ = tb.data.load_mnist("test", binarize="stochastic", seed=0)
@@ -73,7 +74,7 @@ def main(argv=None):
     result = {"model": str(args.model), "rows": len(x), "n_iter": args.n_iter,
               "model_mean_field": float(own.mean())}
     best = own.copy()
-    bottom_up = model._initial_means(v)
+    bottom_up = model.initial_means(v)
     starts = [("bottom-up pass", bottom_up)]
     starts += [(f"constant {c:g}", [v] + [tf.fill(tf.shape(m), c) for m in bottom_up[1:]])
                for c in (0.0, 0.5, 1.0)]

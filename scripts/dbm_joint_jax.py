@@ -38,11 +38,9 @@ KEYS = ("w1", "w2", "b0", "b1", "b2", "p0", "p1", "p2", "mu0", "mu1", "mu2")
 # TensorFlow side ---------------------------------------------------------------------
 
 def _tf_model(path):
-    import keras
-
     import tfboltz as tb
 
-    dbm = keras.saving.load_model(path, compile=False)
+    dbm = tb.zoo.from_preset(path)  # a preset name or directory, .weights.h5 or .keras
     if not isinstance(dbm, tb.DBM) or len(dbm.kernels) != 2 or not dbm.centering or not all(
             type(layer) is tb.units.BernoulliUnits for layer in dbm.unit_layers):
         raise ValueError(

@@ -13,7 +13,7 @@ sum_out_top=True)`, `--top-draws` draws of the layer below it per image; 0 skips
 `--log-z-from` takes log Z from the JSON of earlier runs of this script instead of
 running AIS again (the bounds are recomputed; the model must be the same):
 
-    python scripts/eval_dbm_ais.py pretrained/mnist_dbm.keras \\
+    python scripts/eval_dbm_ais.py mnist_dbm \\
         --log-z-from docs/results/dbm_centered_ais_rbm_20k_5steps_seed0.json
 """
 
@@ -24,7 +24,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
 
 import tfboltz as tb  # noqa: E402
 
@@ -32,7 +31,8 @@ import tfboltz as tb  # noqa: E402
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help=".keras file of a DBM")
+    p.add_argument("model", help="a DBM: a preset name (mnist_dbm) or directory, or a .keras "
+                                 "or .weights.h5 file (tfboltz.zoo.from_preset)")
     p.add_argument("--n-chains", type=int, default=100)
     p.add_argument("--n-betas", type=int, default=20000)
     p.add_argument("--runs", type=int, default=1, help="independent AIS runs")
@@ -56,7 +56,7 @@ def main(argv=None):
     for path in args.log_z_from or []:
         with open(path) as f:
             earlier += json.load(f)["runs"]
-    dbm = keras.saving.load_model(args.model)
+    dbm = tb.zoo.from_preset(args.model)
     x_train, _ = tb.data.load_mnist("train", binarize="stochastic", seed=0)
     x_test, _ = tb.data.load_mnist("test", binarize="stochastic", seed=0)
     dbm.mean_field_tol = 0.0

@@ -14,7 +14,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tfboltz as tb  # noqa: E402
@@ -23,7 +22,8 @@ import tfboltz as tb  # noqa: E402
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help=".keras file of an RBM")
+    p.add_argument("model", help="an RBM: a preset name (mnist_rbm) or directory, or a "
+                                 ".keras or .weights.h5 file (tfboltz.zoo.from_preset)")
     p.add_argument("--n-chains", type=int, default=100)
     p.add_argument("--n-betas", type=int, default=20000)
     p.add_argument("--runs", type=int, default=1, help="independent AIS runs (seeds 0..)")
@@ -31,7 +31,7 @@ def main(argv=None):
                    help="Gibbs sweeps at each intermediate temperature (default 1)")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
-    rbm = keras.saving.load_model(args.model)
+    rbm = tb.zoo.from_preset(args.model)
     x_train, _ = tb.data.load_mnist("train", binarize="stochastic", seed=0)
     x_test, _ = tb.data.load_mnist("test", binarize="stochastic", seed=0)
     f_test = rbm.free_energy(x_test).astype(np.float64)

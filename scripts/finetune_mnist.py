@@ -18,7 +18,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
 
 import tfboltz as tb  # noqa: E402
 from tfboltz import cli  # noqa: E402
@@ -27,7 +26,9 @@ from tfboltz import cli  # noqa: E402
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help=".keras file of an RBM, a DBM or a DBN")
+    p.add_argument("model", help="an RBM, a DBM or a DBN: a preset name (mnist_dbm) or "
+                                 "directory, or a .keras or .weights.h5 file "
+                                 "(tfboltz.zoo.from_preset)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
@@ -44,7 +45,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/dbm_clf"))
     args = p.parse_args(argv)
-    model = keras.saving.load_model(args.model)
+    model = tb.zoo.from_preset(args.model)
     result = tb.experiments.finetune_mnist(
         model, args.out, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
         dropout=args.dropout[0] if len(args.dropout) == 1 else args.dropout,

@@ -15,7 +15,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
@@ -26,12 +25,13 @@ import tfboltz as tb  # noqa: E402
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model")
+    p.add_argument("model", help="an RBM: a preset name (mnist_rbm) or directory, or a "
+                                 ".keras or .weights.h5 file (tfboltz.zoo.from_preset)")
     p.add_argument("--cs", type=float, nargs="+", default=[0.005, 0.01, 0.02, 0.05])
     p.add_argument("--max-iter", type=int, default=500)
     p.add_argument("--json")
     args = p.parse_args(argv)
-    rbm = keras.saving.load_model(args.model)
+    rbm = tb.zoo.from_preset(args.model)
     x_train, y_train = tb.data.load_mnist("train")
     x_test, y_test = tb.data.load_mnist("test")
     f_train, f_test = rbm.transform(x_train), rbm.transform(x_test)

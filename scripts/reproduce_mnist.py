@@ -72,7 +72,7 @@ def rbm_section(rbm_path, out, args):
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
-    rbm = keras.saving.load_model(rbm_path)
+    rbm = tb.zoo.from_preset(rbm_path)
     x, y = tb.data.load_mnist("train")
     x_test, y_test = tb.data.load_mnist("test")
     f, f_test = rbm.transform(x), rbm.transform(x_test)
@@ -94,7 +94,7 @@ def rbm_section(rbm_path, out, args):
 
 
 def dbm_section(dbm_path, out, args):
-    dbm = keras.saving.load_model(dbm_path)
+    dbm = tb.zoo.from_preset(dbm_path)
     res = tb.experiments.evaluate_mnist(dbm, n_chains=100, n_betas=20000, seed=0, probe=False)
     record(out, "dbm_likelihood", res)
     res = tb.experiments.finetune_mnist(dbm, args.work / "dbm_clf", epochs=args.epochs,
@@ -115,9 +115,9 @@ def random_init(sizes):
 def semi_section(rbm_path, dbm_path, out, args):
     starts = {}
     if rbm_path and "rbm" in args.starts:
-        starts["rbm"] = lambda: keras.saving.load_model(rbm_path)
+        starts["rbm"] = lambda: tb.zoo.from_preset(rbm_path)
     if dbm_path and "dbm" in args.starts:
-        starts["dbm"] = lambda: keras.saving.load_model(dbm_path)
+        starts["dbm"] = lambda: tb.zoo.from_preset(dbm_path)
     if "random" in args.starts:
         starts["random"] = lambda: random_init(args.random_sizes)
     for n in SIZES:
@@ -140,8 +140,10 @@ def semi_section(rbm_path, dbm_path, out, args):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rbm", help=".keras file of the 784-1024 RBM (zoo: mnist_rbm)")
-    p.add_argument("--dbm", help=".keras file of the MNIST DBM (zoo: mnist_dbm)")
+    p.add_argument("--rbm", help="the 784-1024 RBM: a preset name or directory, or a .keras "
+                                 "or .weights.h5 file (default for `rbm`: mnist_rbm)")
+    p.add_argument("--dbm", help="the MNIST DBM: a preset name or directory, or a .keras "
+                                 "or .weights.h5 file (default for `dbm`: mnist_dbm)")
     p.add_argument("--only", nargs="+", choices=["rbm", "dbm", "semi"],
                    default=["rbm", "dbm", "semi"])
     p.add_argument("--starts", nargs="+", choices=["rbm", "dbm", "random"],
@@ -155,9 +157,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     if "rbm" in args.only:
-        rbm_section(args.rbm or str(tb.zoo.model_path("mnist_rbm")), args.json, args)
+        rbm_section(args.rbm or "mnist_rbm", args.json, args)
     if "dbm" in args.only:
-        dbm_section(args.dbm or str(tb.zoo.model_path("mnist_dbm")), args.json, args)
+        dbm_section(args.dbm or "mnist_dbm", args.json, args)
     if "semi" in args.only:
         semi_section(args.rbm, args.dbm, args.json, args)
 

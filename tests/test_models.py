@@ -184,6 +184,15 @@ def test_no_import_cycle_and_no_private_cross_module_import():
             visit(m, [])
 
 
+def test_the_readme_layout_names_every_module():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    layout = layout[:layout.index("```", layout.index("```") + 3)]
+    missing = [p.name for p in PACKAGE.glob("*.py")
+               if p.stem != "__init__" and f"tfboltz/{p.name}" not in layout]
+    assert missing == []
+
+
 def test_keras_still_reads_initial_epoch():
     """tfboltz.callbacks.set_initial_epoch relies on Keras's private `_initial_epoch`
     (as keras.callbacks.BackupAndRestore does); fail loudly if Keras stops reading it."""

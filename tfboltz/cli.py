@@ -22,17 +22,14 @@ from pathlib import Path
 
 
 def _load(spec):
-    """A model from a zoo name or a .keras file."""
-    import keras
-
-    if spec.endswith(".keras") or os.path.sep in spec:
-        if not Path(spec).is_file():
-            raise SystemExit(f"tfboltz: no such model file: {spec}")
-        return keras.saving.load_model(spec)
+    """A model from a preset: a zoo name, a preset directory, a card, a `.weights.h5`
+    or a `.keras` file (see `tfboltz.zoo.from_preset`)."""
     from tfboltz import zoo
 
     try:
-        return zoo.load(spec, pretrained=True)
+        return zoo.from_preset(spec)
+    except FileNotFoundError as e:
+        raise SystemExit(f"tfboltz: no such model file: {spec} ({e})") from None
     except (zoo.FetchError, ValueError) as e:
         raise SystemExit(f"tfboltz: {e}") from None
 

@@ -430,8 +430,9 @@ class EnergyModel(keras.Model):
                 after_update(list(state))
                 return tf.constant(True)
 
-            return tf.cond(self._batches_to_skip > 0, lambda: self._skip(seed_state),
-                           lambda: tf.cond(ok, good, bad))
+            skipping = self._batches_to_skip > 0
+            return tf.cond(tf.logical_and(ok, tf.logical_not(skipping)), good,
+                           lambda: tf.cond(skipping, lambda: self._skip(seed_state), bad))
         replicas = ctx.num_replicas_in_sync
         # The optimizer sums the replicas' gradients: each brings its share of the mean.
         grads = [g / replicas for g in grads]
@@ -453,7 +454,8 @@ class EnergyModel(keras.Model):
                 return tf.constant(True)
 
             first_state = None if seed_state is None else local(seed_state)[0]
-            return tf.cond(self._batches_to_skip > 0, lambda: self._skip(first_state),
-                           lambda: tf.cond(all_ok, good, bad))
+            skipping = self._batches_to_skip > 0
+            return tf.cond(tf.logical_and(all_ok, tf.logical_not(skipping)), good,
+                           lambda: tf.cond(skipping, lambda: self._skip(first_state), bad))
 
         return ctx.merge_call(cross_replica, args=(grads, ok, list(state), seed_state))

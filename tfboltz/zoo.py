@@ -1,24 +1,49 @@
-"""The model zoo: model cards, verified weight downloads, and loading.
+"""The model zoo: presets (model cards with verified weights), listing and loading.
 
-A zoo model is data, not code: a JSON *model card* in the top-level ``zoo/`` directory
-(installed as the package data ``tfboltz.zoo_cards``) names the architecture, the
-weight files with their full sha256, the recipe (script + arguments) that produced
-them, and the metrics they reached. ::
+A preset is data, not code, as in keras-hub: a JSON *model card* and a weights file.
+The card (in the top-level ``zoo/`` directory, installed as the package data
+``tfboltz.zoo_cards``) holds the model's full Keras config and the registered name of
+its class, the weight file with its full sha256, the recipe (script + arguments) that
+produced it and the metrics it reached. The weights are a ``.weights.h5`` written by
+`keras.Model.save_weights` from an uncompiled model: every model variable (the
+persistent chains included), no optimizer state. ::
 
     import tfboltz as tb
 
-    tb.zoo.list_models()                        # ['cifar10_gbm_dbm', 'mnist_dbm', ...]
-    tb.zoo.get_card("mnist_rbm")["recipe"]      # {'script': ..., 'args': [...]}
-    rbm = tb.zoo.load("mnist_rbm")              # fetched if missing, sha256-verified
-    untrained = tb.zoo.load("mnist_rbm", pretrained=False)
+    tb.zoo.list_presets()                        # ['cifar10_gbm_dbm', 'mnist_dbm', ...]
+    tb.zoo.list_presets(tb.RBM)                  # ['mnist_rbm']
+    rbm = tb.zoo.from_preset("mnist_rbm")        # fetched if missing, sha256-verified
+    rbm = tb.zoo.from_preset("pretrained/mnist_rbm.weights.h5")   # the same, by path
+    untrained = tb.zoo.from_preset("mnist_rbm", load_weights=False)
+    tb.zoo.get_card("mnist_rbm")["recipe"]       # {'script': ..., 'args': [...]}
+    tb.zoo.save_preset(rbm, "my_preset", card)   # my_preset/NAME.json + NAME.weights.h5
+
+`load(name, pretrained)` is the same call as `from_preset(name, load_weights=pretrained)`.
+
+What `from_preset` takes (the first rule that applies):
+
+1. a registered name (`list_presets()`): its card, and its weight file from the
+   weights directory below;
+2. a preset directory: the one card in it (a ``.json`` with ``config`` and
+   ``registered_name``) and the weight file beside it;
+3. a card ``.json`` file: its weight file beside it, else in the weights directory;
+4. a ``.weights.h5`` file: its card is ``NAME.json`` beside it, else the registered
+   card whose weight file has that name; the file must have the card's sha256;
+5. a ``.keras`` file: a whole model, loaded with `keras.saving.load_model` without
+   its compile state (no card, no sha256 to check; to resume training from a
+   checkpoint with its optimizer state, call `keras.saving.load_model` itself).
 
 Where weight files live (the first rule that applies):
 
-1. the ``cache_dir`` argument of `fetch`, `load` or `model_path`;
+1. the ``cache_dir`` argument of `from_preset`, `load`, `fetch` or `model_path`;
 2. the environment variable ``TFBOLTZ_MODELS``;
 3. the ``pretrained/`` directory of a source checkout (the directory beside the
    ``tfboltz`` package that holds ``setup.py``), which ships the weight files;
 4. ``~/.cache/tfboltz/models``.
+
+A file missing there is read from the package data ``tfboltz.zoo_weights`` of an
+installed tfboltz (the published ``.weights.h5`` files), so an installed package loads
+its presets offline; only a file found nowhere is downloaded, into that directory.
 
 Downloads come from each file's ``url``; ``TFBOLTZ_BASE_URL`` (or the ``base_url``
 argument of `fetch`) replaces everything before the file name, e.g. a mirror or a
@@ -30,13 +55,19 @@ Card schema (every key required; `register` and loading check it):
 
 - ``name`` (str, lower case, ``[a-z0-9_]``, equal to the card's file name),
   ``version`` (str), ``description`` (str);
-- ``model_class``: ``"RBM"`` or ``"DBM"``; ``architecture``: the keyword arguments of
-  that class's constructor (``n_visible``/``n_hidden`` or ``layer_sizes``);
+- ``model_class``: ``"RBM"``, ``"DBM"`` or ``"DBN"``; ``registered_name``: the Keras
+  registered name of that class (``"tfboltz>RBM"``), which `from_preset` resolves
+  with `keras.saving.get_registered_object`; ``config``: the model's `get_config()`,
+  from which the class's `from_config` rebuilds it;
+- ``architecture``: the main constructor arguments, for people to read
+  (``n_visible``/``n_hidden`` or ``layer_sizes``, equal to the config's; unit types
+  by name);
 - ``preprocessing`` (str): what the model expects its inputs to be;
 - ``recipe``: ``{"script": "scripts/....py", "args": [str, ...]}``;
 - ``files``: list of ``{"name", "sha256" (64 hex digits), "size" (bytes), "url"}``,
-  the first one the ``.keras`` model file; empty only when ``weights_published`` is
-  false; ``weights_published`` (bool);
+  the first one the ``.weights.h5`` file; ``url`` is an http(s) URL ending in the
+  file name, or ``""`` for a preset that exists only on disk; empty only when
+  ``weights_published`` is false; ``weights_published`` (bool);
 - ``parameters`` (int): trainable parameters (weights and biases);
 - ``metrics``: list of ``{"name", "value", "unit", "command"}``;
 - ``license``, ``date`` (``YYYY-MM-DD``), ``notes`` (str).
@@ -56,8 +87,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import keras
+import numpy as np
+
 CARDS_PACKAGE = "tfboltz.zoo_cards"
-MODEL_CLASSES = ("RBM", "DBM")
+WEIGHTS_PACKAGE = "tfboltz.zoo_weights"
+MODEL_CLASSES = ("RBM", "DBM", "DBN")
+WEIGHTS_SUFFIX = ".weights.h5"
 BASE_URL_ENV = "TFBOLTZ_BASE_URL"
 MODELS_DIR_ENV = "TFBOLTZ_MODELS"
 DEFAULT_CACHE_DIR = Path("~") / ".cache" / "tfboltz" / "models"
@@ -66,16 +102,18 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 _CHUNK_BYTES = 1 << 20
 _CARD_KEYS = {
     "name": str, "version": str, "description": str, "model_class": str,
-    "architecture": dict, "preprocessing": str, "recipe": dict, "files": list,
-    "weights_published": bool, "parameters": int, "metrics": list, "license": str,
-    "date": str, "notes": str,
+    "registered_name": str, "config": dict, "architecture": dict, "preprocessing": str,
+    "recipe": dict, "files": list, "weights_published": bool, "parameters": int,
+    "metrics": list, "license": str, "date": str, "notes": str,
 }
 _FILE_KEYS = {"name": str, "sha256": str, "size": int, "url": str}
 _METRIC_KEYS = {"name": str, "value": numbers.Real, "unit": str, "command": str}
 _RECIPE_KEYS = {"script": str, "args": list}
-_ARCHITECTURE_KEYS = {"RBM": ("n_visible", "n_hidden"), "DBM": ("layer_sizes",)}
+_ARCHITECTURE_KEYS = {"RBM": ("n_visible", "n_hidden"), "DBM": ("layer_sizes",),
+                      "DBN": ("layer_sizes",)}
 _NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
 _SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+_REGISTERED_NAME_PATTERN = re.compile(r"[A-Za-z_][\w.]*>([A-Za-z_]\w*)")
 
 _registry = None
 
@@ -138,11 +176,21 @@ def validate_card(card):
     if card["model_class"] not in MODEL_CLASSES:
         raise _card_error(card_name, f"Expected `model_class` to be one of {list(MODEL_CLASSES)}."
                                      f" Received: model_class={card['model_class']!r}")
+    match = _REGISTERED_NAME_PATTERN.fullmatch(card["registered_name"])
+    if match is None or match.group(1) != card["model_class"]:
+        raise _card_error(card_name, "Expected `registered_name` to be the Keras registered name "
+                                     f"of the class, 'PACKAGE>{card['model_class']}'. Received: "
+                                     f"registered_name={card['registered_name']!r}")
     missing = [k for k in _ARCHITECTURE_KEYS[card["model_class"]] if k not in card["architecture"]]
     if missing:
         raise _card_error(card_name, f"missing key(s) {missing} in `architecture` of a "
                                      f"{card['model_class']}. Received: "
                                      f"{sorted(card['architecture'])}")
+    for key in _ARCHITECTURE_KEYS[card["model_class"]]:
+        if card["config"].get(key) != card["architecture"][key]:
+            raise _card_error(card_name, f"Expected `config.{key}` to equal `architecture.{key}` "
+                                         f"({card['architecture'][key]!r}). Received: "
+                                         f"{key}={card['config'].get(key)!r}")
     _check_keys(card_name, "recipe", card["recipe"], _RECIPE_KEYS)
     script, args = card["recipe"]["script"], card["recipe"]["args"]
     if not (script.startswith("scripts/") and script.endswith(".py")):
@@ -186,12 +234,14 @@ def _validate_files(card_name, files, weights_published):
             raise _card_error(card_name, f"Expected `files[{i}].size` to be a non-negative "
                                          f"integer. Received: size={entry['size']!r}")
         url = entry["url"]
-        if not url.startswith(("https://", "http://")) or not url.endswith("/" + name):
+        if url and (not url.startswith(("https://", "http://")) or not url.endswith("/" + name)):
             raise _card_error(card_name, f"Expected `files[{i}].url` to be an http(s) URL ending "
-                                         f"in '/{name}'. Received: url={url!r}")
-    if files and not files[0]["name"].endswith(".keras"):
-        raise _card_error(card_name, "Expected the first entry of `files` to be the `.keras` "
-                                     f"model file. Received: name={files[0]['name']!r}")
+                                         f"in '/{name}' (or '' for a file that is not online). "
+                                         f"Received: url={url!r}")
+    if files and not files[0]["name"].endswith(WEIGHTS_SUFFIX):
+        raise _card_error(card_name, f"Expected the first entry of `files` to be the "
+                                     f"`{WEIGHTS_SUFFIX}` weights file. Received: "
+                                     f"name={files[0]['name']!r}")
 
 
 def _card_sources():
@@ -206,16 +256,22 @@ def _card_sources():
     return sorted(sources, key=lambda entry: entry.name)
 
 
+def _read_card(source):
+    """Parse and validate the card file `source` (a path or an importlib resource)."""
+    stem = source.name[: -len(".json")]
+    try:
+        card = json.loads(source.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"Invalid model card '{stem}': {source.name} is not valid JSON "
+                         f"({err})") from err
+    return validate_card(card)
+
+
 def _load_registry():
     registry = {}
     for source in _card_sources():
         stem = source.name[: -len(".json")]
-        try:
-            card = json.loads(source.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"Invalid model card '{stem}': {source.name} is not valid JSON "
-                             f"({err})") from err
-        validate_card(card)
+        card = _read_card(source)
         if card["name"] != stem:
             raise _card_error(stem, f"Expected `name` to match the file name {source.name}. "
                                     f"Received: name={card['name']!r}")
@@ -329,21 +385,32 @@ def _unpublished(card):
     return FetchError(
         f"The weights of model '{card['name']}' are not yet published. Train them with "
         f"`tfboltz train {card['name']}`, which runs its recipe: `{_recipe_command(card)}`; "
-        f"or build the untrained model with `tfboltz.zoo.load('{card['name']}', "
-        f"pretrained=False)`.")
+        f"or build the untrained model with `tfboltz.zoo.from_preset('{card['name']}', "
+        f"load_weights=False)`.")
+
+
+def _shipped_file(file_name):
+    """The file `file_name` in the package data of an installed tfboltz, or None."""
+    try:
+        candidate = importlib.resources.files(WEIGHTS_PACKAGE).joinpath(file_name)
+    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):
+        return None
+    return Path(str(candidate)) if candidate.is_file() else None
 
 
 def model_path(name, cache_dir=None):
-    """Where the model file (the card's first file) of a zoo model lives or will live.
+    """Where the weights file (the card's first file) of a zoo model lives or will live.
 
-    Nothing is downloaded or checked; see `fetch` and `load`.
+    The file in the weights directory (see `weights_dir`) if it is there, else the
+    one an installed tfboltz ships, else where `fetch` would put it. Nothing is
+    downloaded or checked; see `fetch` and `from_preset`.
 
     Args:
         name: a name from `list_models()`.
         cache_dir: overrides the weights directory (see `weights_dir`).
 
     Returns:
-        str, the path of the ``.keras`` file.
+        str, the path of the ``.weights.h5`` file.
 
     Raises:
         ValueError: unknown name.
@@ -352,7 +419,10 @@ def model_path(name, cache_dir=None):
     card = get_card(name)
     if not card["weights_published"]:
         raise _unpublished(card)
-    return str(weights_dir(cache_dir) / card["files"][0]["name"])
+    file_name = card["files"][0]["name"]
+    path = weights_dir(cache_dir) / file_name
+    shipped = _shipped_file(file_name)
+    return str(shipped if shipped is not None and not path.exists() else path)
 
 
 def _sha256(path):
@@ -369,9 +439,13 @@ def _verified(path, entry):
             and _sha256(path) == entry["sha256"])
 
 
-def _file_url(entry, base_url):
+def _file_url(model, entry, base_url):
     if base_url:
         return base_url.rstrip("/") + "/" + entry["name"]
+    if not entry["url"]:
+        raise FetchError(f"File {entry['name']} of model '{model}' has no download URL (its "
+                         f"card's `url` is empty): pass `base_url` or set ${BASE_URL_ENV}, or "
+                         "put the file beside the card.")
     return entry["url"]
 
 
@@ -440,7 +514,8 @@ def _download(model, entry, url, path, timeout, progress):
 def fetch(name, cache_dir=None, base_url=None, timeout=60, progress=True):
     """Download and verify the weight files of a zoo model.
 
-    A file already in place with the card's sha256 is kept. Any other file is
+    A file already in place with the card's sha256 is kept, and so is a verified file
+    that an installed tfboltz ships (its path is returned). Any other file is
     downloaded to a temporary file beside its destination, checked (size and full
     sha256) and only then moved into place, over any file at the destination that
     fails its check. A failed download leaves the destination as it was: no file if
@@ -471,16 +546,26 @@ def fetch(name, cache_dir=None, base_url=None, timeout=60, progress=True):
     card = get_card(name)
     if not card["weights_published"]:
         raise _unpublished(card)
-    directory = weights_dir(cache_dir)
+    return _fetch_files(card, weights_dir(cache_dir), base_url, timeout, progress)
+
+
+def _fetch_files(card, directory, base_url=None, timeout=60, progress=True):
+    """Put each of the card's files, verified, in `directory` (see `fetch`)."""
+    name = card["name"]
     base_url = base_url or os.environ.get(BASE_URL_ENV) or None
     paths = []
     for entry in card["files"]:
         path = directory / entry["name"]
-        url = _file_url(entry, base_url)
+        shipped = None if path.exists() else _shipped_file(entry["name"])
         if _verified(path, entry):
             if progress:
                 print(f"{name}: {entry['name']} present, sha256 ok ({path})")
+        elif shipped is not None and _verified(shipped, entry):
+            if progress:
+                print(f"{name}: {entry['name']} shipped with tfboltz, sha256 ok ({shipped})")
+            path = shipped
         else:
+            url = _file_url(name, entry, base_url)
             mismatching = path.exists()
             if progress and mismatching:
                 print(f"{name}: {entry['name']} at {path} fails its sha256 check; "
@@ -499,8 +584,209 @@ def fetch(name, cache_dir=None, base_url=None, timeout=60, progress=True):
     return paths
 
 
+def list_presets(cls=None):
+    """The names of the registered presets, all or those of one model class.
+
+    Example::
+
+        tb.zoo.list_presets()        # ['cifar10_gbm_dbm', 'mnist_dbm', 'mnist_rbm']
+        tb.zoo.list_presets(tb.DBM)  # ['cifar10_gbm_dbm', 'mnist_dbm']
+
+    Args:
+        cls: a model class, or None for every preset. A preset is listed when its
+            class (the card's `registered_name`) is `cls` or a subclass of it.
+
+    Returns:
+        list of str, sorted. A card whose weights are not published yet is listed
+        (`from_preset(name, load_weights=False)` builds it).
+    """
+    if cls is None:
+        return list_models()
+    return [name for name, card in sorted(_cards().items())
+            if _is_subclass(keras.saving.get_registered_object(card["registered_name"]), cls)]
+
+
+def _is_subclass(candidate, cls):
+    return isinstance(candidate, type) and issubclass(candidate, cls)
+
+
+def _model_class(card):
+    """The class a card names, resolved through Keras's registry of serializables."""
+    model_class = keras.saving.get_registered_object(card["registered_name"])
+    if not isinstance(model_class, type):
+        raise ValueError(
+            f"Unknown model class of preset '{card['name']}'. Expected `registered_name` to "
+            "name a class registered with `keras.saving.register_keras_serializable` (`import "
+            f"tfboltz` registers its models). Received: "
+            f"registered_name={card['registered_name']!r}")
+    return model_class
+
+
+def _wrong_class(preset, preset_class, cls):
+    return ValueError(
+        f"Expected a preset of `{cls.__name__}`: one of {list_presets(cls)}, or the path of "
+        f"one. Received: preset={preset!r}, a preset of `{preset_class.__name__}`. Load it "
+        f"with `{preset_class.__name__}.from_preset({preset!r})` or "
+        f"`tfboltz.zoo.from_preset({preset!r})`.")
+
+
+def _card_in_directory(directory):
+    """The one card in a preset directory: a .json with `config` and `registered_name`."""
+    found = []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(data, dict) and "config" in data and "registered_name" in data:
+            found.append(path)
+    if not found:
+        raise FileNotFoundError(
+            f"No model card in the preset directory {directory}. Expected a `.json` card with "
+            f"`config` and `registered_name` beside its `{WEIGHTS_SUFFIX}` file, as "
+            "`tfboltz.zoo.save_preset` writes them.")
+    if len(found) > 1:
+        raise ValueError(f"Expected one model card in the preset directory {directory}. "
+                         f"Received: {[p.name for p in found]}; pass the path of one instead.")
+    return _read_card(found[0])
+
+
+def _card_of_weights(path):
+    """The card of a weights file: NAME.json beside it, else the registered card naming it."""
+    beside = path.with_name(path.name[: -len(WEIGHTS_SUFFIX)] + ".json")
+    if beside.is_file():
+        return _read_card(beside)
+    for card in _cards().values():
+        if card["files"] and card["files"][0]["name"] == path.name:
+            return copy.deepcopy(card)
+    raise ValueError(
+        f"Found no model card for the weights file {path}: a `{WEIGHTS_SUFFIX}` file holds no "
+        f"config. Expected {beside.name} beside it, or a registered preset whose weights file "
+        f"is {path.name} (registered: {list_models()}). To load weights of your own, build "
+        "the model and call `model.load_weights(path)`.")
+
+
+def _resolve(preset):
+    """(card, registered, weights file or None, directory to look in first or None)."""
+    if preset in _cards():
+        return get_card(preset), True, None, None
+    path = Path(preset).expanduser()
+    if path.is_dir():
+        return _card_in_directory(path), False, None, path
+    if path.is_file() and path.name.endswith(".json"):
+        return _read_card(path), False, None, path.parent
+    if path.is_file() and path.name.endswith(WEIGHTS_SUFFIX):
+        return _card_of_weights(path), False, path, None
+    if path.exists() or path.suffix in (".json", ".h5", ".keras") or os.sep in preset:
+        raise FileNotFoundError(
+            f"No preset at {preset}: expected a preset directory, a card `.json`, a "
+            f"`{WEIGHTS_SUFFIX}` or a `.keras` file, or one of the registered presets "
+            f"{list_models()}.")
+    raise ValueError(
+        f"Unknown zoo model. Expected `preset` to be one of {list_models()}, or the path of "
+        f"a preset directory, a card `.json`, a `{WEIGHTS_SUFFIX}` or a `.keras` file. "
+        f"Received: preset={preset!r}")
+
+
+def _weights_file(card, registered, beside, cache_dir):
+    """The verified weights file of a card, fetched into the weights directory if missing."""
+    if not card["weights_published"]:
+        raise _unpublished(card)
+    entry = card["files"][0]
+    candidates = [directory / entry["name"]
+                  for directory in (beside, weights_dir(cache_dir)) if directory is not None]
+    shipped = _shipped_file(entry["name"])
+    for path in candidates + ([shipped] if shipped is not None else []):
+        if not path.exists():
+            continue
+        if not _verified(path, entry):
+            remedy = (f"Fetch it again with `tfboltz fetch {card['name']}` (or "
+                      f"`tfboltz.zoo.fetch('{card['name']}')`), which replaces it."
+                      if registered else "Replace it with the file the card names.")
+            raise FetchError(
+                f"The weight file {path} of model '{card['name']}' fails its sha256 check "
+                f"(expected {entry['sha256']}, {entry['size']} bytes). {remedy}")
+        return path
+    if not registered and not entry["url"] and not os.environ.get(BASE_URL_ENV):
+        raise FileNotFoundError(
+            f"The weights file of preset '{card['name']}' is missing: expected it at "
+            f"{' or '.join(str(p) for p in candidates)}, and its card has no download URL.")
+    return Path(_fetch_files(card, weights_dir(cache_dir))[0])
+
+
+def _from_keras_file(path, cls, load_weights):
+    if not path.is_file():
+        raise FileNotFoundError(f"No such model file: {path}")
+    model = keras.saving.load_model(path, compile=False)
+    if cls is not None and not isinstance(model, cls):
+        raise _wrong_class(str(path), type(model), cls)
+    return model if load_weights else type(model).from_config(model.get_config())
+
+
+def from_preset(preset, cls=None, load_weights=True, cache_dir=None):
+    """Build a model from a preset, with its verified weights by default.
+
+    Example::
+
+        rbm = tb.zoo.from_preset("mnist_rbm")                        # a registered name
+        dbm = tb.zoo.from_preset("pretrained/mnist_dbm.weights.h5")  # a weights file
+        mine = tb.zoo.from_preset("runs/my_preset")                  # a preset directory
+        tb.zoo.from_preset("mnist_dbm", cls=tb.RBM)                  # ValueError: a DBM
+
+    Args:
+        preset: a registered name (`list_presets()`), or the path of a preset
+            directory, a card ``.json``, a ``.weights.h5`` or a ``.keras`` file (see
+            the module docstring for how each is read).
+        cls: a model class the preset must be (or subclass), or None for any.
+        load_weights: load the weights (fetching them if missing and checking their
+            full sha256 against the card), or only build the model from the card's
+            config.
+        cache_dir: overrides the weights directory (see `weights_dir`).
+
+    Returns:
+        the model, uncompiled (a `tfboltz.RBM`, `tfboltz.DBM`, ...): call `compile`
+        before `fit`.
+
+    Raises:
+        ValueError: an unknown name (the message lists the registered ones), an
+            invalid card, or a preset that is not a `cls` (the message lists the
+            presets of `cls`).
+        FileNotFoundError: a path that holds no preset, or a missing weights file that
+            cannot be fetched.
+        FetchError: the weights are not published, could not be fetched, or the file
+            in place fails its sha256 check.
+    """
+    try:
+        preset = os.fspath(preset)
+    except TypeError:
+        raise ValueError("Expected `preset` to be a preset name or a path. Received: "
+                         f"preset={preset!r}") from None
+    if preset.endswith(".keras"):
+        return _from_keras_file(Path(preset).expanduser(), cls, load_weights)
+    card, registered, weights, beside = _resolve(preset)
+    model_class = _model_class(card)
+    if cls is not None and not issubclass(model_class, cls):
+        raise _wrong_class(preset, model_class, cls)
+    if load_weights:
+        if weights is None:
+            weights = _weights_file(card, registered, beside, cache_dir)
+        elif not _verified(weights, card["files"][0]):
+            raise FetchError(
+                f"The weights file {weights} does not match the card of preset "
+                f"'{card['name']}' (expected sha256 {card['files'][0]['sha256']}, "
+                f"{card['files'][0]['size']} bytes). To load weights of your own, call "
+                f"`model = tfboltz.zoo.from_preset('{card['name']}', load_weights=False)` "
+                "and then `model.load_weights(path)`.")
+    model = model_class.from_config(card["config"])
+    if load_weights:
+        model.load_weights(weights)
+    return model
+
+
 def load(name, pretrained=True, cache_dir=None):
     """Build a zoo model, with its verified pretrained weights by default.
+
+    The same call as ``from_preset(name, load_weights=pretrained, cache_dir=cache_dir)``.
 
     Example::
 
@@ -508,40 +794,123 @@ def load(name, pretrained=True, cache_dir=None):
         dbm = tb.zoo.load("mnist_dbm", pretrained=False)  # the architecture, untrained
 
     Args:
-        name: a name from `list_models()`.
+        name: a name from `list_models()` (or anything else `from_preset` takes).
         pretrained: load the published weights (fetching them if missing, checking
-            their sha256), or build the untrained model from the card's architecture.
+            their sha256), or build the untrained model from the card's config.
         cache_dir: overrides the weights directory (see `weights_dir`).
 
     Returns:
-        a `tfboltz.RBM` or `tfboltz.DBM`.
+        a `tfboltz.RBM`, `tfboltz.DBM`, ...
 
     Raises:
         ValueError: unknown name.
         FetchError: the weights are not published, could not be fetched, or the
             file in place fails its sha256 check.
     """
-    import keras
+    return from_preset(name, load_weights=pretrained, cache_dir=cache_dir)
 
-    import tfboltz
 
-    card = get_card(name)
-    model_class = getattr(tfboltz, card["model_class"])
-    if not pretrained:
-        return model_class(**card["architecture"])
-    if not card["weights_published"]:
-        raise _unpublished(card)
-    entry = card["files"][0]
-    path = weights_dir(cache_dir) / entry["name"]
-    if not path.exists():
-        fetch(name, cache_dir=cache_dir)
-    elif not _verified(path, entry):
-        raise FetchError(
-            f"The weight file {path} of model '{name}' fails its sha256 check (expected "
-            f"{entry['sha256']}, {entry['size']} bytes). Fetch it again with "
-            f"`tfboltz fetch {name}` (or `tfboltz.zoo.fetch('{name}')`), which replaces it.")
-    model = keras.saving.load_model(path)
-    if not isinstance(model, model_class):
-        raise FetchError(f"Expected the weight file {path} of model '{name}' to hold a "
-                         f"{card['model_class']}. Received: {type(model).__name__}")
-    return model
+def _variable_layout(model):
+    # Names and shapes, not paths: a path depends on how the model was built (a unit
+    # layer built inside the model's scope gets the model's prefix, one from a config
+    # does not), while the order of the variables and the weights file's layout do not.
+    return [(v.name, tuple(v.shape), v.dtype) for v in model.weights]
+
+
+def _same_variables(model, other):
+    """Whether two models hold the same variables, in order, bit for bit."""
+    if _variable_layout(model) != _variable_layout(other):
+        return False
+    for a, b in zip(model.weights, other.weights):
+        a, b = keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
+        if a.dtype != b.dtype or a.shape != b.shape or a.tobytes() != b.tobytes():
+            return False
+    return True
+
+
+def _write_json_atomic(path, obj):
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def save_preset(model, directory, card):
+    """Save a model as a preset: ``NAME.weights.h5`` and its card ``NAME.json``.
+
+    The weights are every model variable (persistent chains included) and no
+    optimizer state: they are copied into a fresh model built from
+    `model.get_config()` (the model `from_preset` builds) and saved from it with
+    `save_weights`. The file is written under a temporary name and renamed only
+    once a third model loaded from it holds every variable bit for bit.
+
+    Example::
+
+        card = tb.zoo.get_card("mnist_rbm")          # or the fields of a new card
+        card = tb.zoo.save_preset(rbm, "runs/my_rbm_preset", card)
+        rbm = tb.zoo.from_preset("runs/my_rbm_preset")
+
+    Args:
+        model: the model, of a class registered with
+            `keras.saving.register_keras_serializable` (every tfboltz model is).
+        directory: the preset directory (created if missing).
+        card: the card's other fields (see the module docstring): `name`, `version`,
+            `description`, `architecture`, `preprocessing`, `recipe`, `metrics`,
+            `license`, `date`, `notes`. `model_class`, `registered_name`, `config`,
+            `parameters`, `weights_published` and the first entry of `files` are
+            filled in from the model; the file's URL keeps the directory of the
+            card's first file URL, or is "" (a preset only on disk).
+
+    Returns:
+        dict, the completed card (validated), as written to ``NAME.json``.
+
+    Raises:
+        ValueError: the model's class is not registered, the model rebuilt from its
+            config has other variables, or the completed card is invalid.
+    """
+    registered_name = keras.saving.get_registered_name(type(model))
+    if ">" not in registered_name:
+        raise ValueError("Expected a model whose class is registered with "
+                         "`keras.saving.register_keras_serializable(package=...)`. Received: "
+                         f"a `{type(model).__name__}`")
+    card = copy.deepcopy(card)
+    config = json.loads(json.dumps(model.get_config()))
+    fresh = type(model).from_config(config)
+    if _variable_layout(fresh) != _variable_layout(model):
+        raise ValueError(
+            f"Expected the model rebuilt from its config to have the model's variables. "
+            f"Received: {_variable_layout(fresh)} for {_variable_layout(model)}")
+    for target, source in zip(fresh.weights, model.weights):
+        target.assign(source)
+    name = card.get("name", "")
+    file_name = f"{name}{WEIGHTS_SUFFIX}"
+    old_files = card.get("files") or []
+    old_url = old_files[0]["url"] if old_files and isinstance(old_files[0], dict) else ""
+    url = old_url.rsplit("/", 1)[0] + "/" + file_name if old_url else ""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{file_name}.part-", suffix=WEIGHTS_SUFFIX,
+                               dir=directory)
+    os.close(fd)
+    try:
+        fresh.save_weights(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep the preset from other users
+        again = type(model).from_config(config)
+        again.load_weights(tmp)
+        if not _same_variables(again, model):
+            raise RuntimeError(f"The weights written to {tmp} do not read back bit for bit.")
+        card.update({
+            "model_class": type(model).__name__, "registered_name": registered_name,
+            "config": config, "weights_published": True,
+            "parameters": int(sum(np.prod(v.shape) for v in model.trainable_weights)),
+            "files": [{"name": file_name, "sha256": _sha256(tmp),
+                       "size": os.path.getsize(tmp), "url": url}] + old_files[1:],
+        })
+        validate_card(card)
+        card = {key: card[key] for key in _CARD_KEYS}  # the schema's order, for readers
+        os.replace(tmp, directory / file_name)
+        tmp = None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+    _write_json_atomic(directory / f"{name}.json", card)
+    return card
