@@ -432,7 +432,7 @@ class DBM(EnergyModel):
 
     # Sampling ------------------------------------------------------------------------
 
-    def sample(self, n=None, steps=1000, init=None, clamp=None, seed=0, means=True):
+    def sample(self, n=None, steps=1000, init=None, clamp=None, seed=None, means=True):
         """Draw visible samples by block Gibbs sampling over all layers.
 
         Each sweep samples the odd layers given the even ones, then the even layers
@@ -447,8 +447,8 @@ class DBM(EnergyModel):
                 units where it is True keep their `init` values (conditional
                 completion, e.g. the lower half of a digit from its upper half).
             seed: int seed (the same as the exported SavedModel's `sample` /
-                `complete` with that seed). Sampling never touches the training
-                generator.
+                `complete` with that seed); None takes a fresh one from Keras's global
+                random state. Sampling never touches the training generator.
             means: return the final visible means rather than the sampled states.
 
         Returns:

@@ -241,7 +241,7 @@ class DBN(EnergyModel):
         blocks.append((top.hidden_layer, kernel, top.hidden_layer.bias))
         return [], blocks
 
-    def classify(self, x, method="free_energy", steps=100, seed=0, batch_size=1000):
+    def classify(self, x, method="free_energy", steps=100, seed=None, batch_size=1000):
         """Label probabilities of rows `x` (numpy, ``(N, n_labels)``).
 
         "free_energy": ``softmax(-F([h, e_c]))`` over labels c, with ``h`` the
@@ -277,7 +277,7 @@ class DBN(EnergyModel):
                                   False, True)
         return out[:, -self.n_labels:]
 
-    def generate(self, labels=None, n=None, steps=1000, seed=0):
+    def generate(self, labels=None, n=None, steps=1000, seed=None):
         """Fantasies: Gibbs sampling in the top RBM (with `labels` clamped, if given),
         then one generative pass down (means). Returns visible means (numpy).
 
@@ -326,7 +326,7 @@ class DBN(EnergyModel):
         x = self._down(top_states[:, :self.layer_sizes[-2]])
         return x if means else self.visible_layer.sample_from_mean(x, stream)
 
-    def sample(self, n=None, steps=1000, init=None, clamp=None, seed=0, means=True):
+    def sample(self, n=None, steps=1000, init=None, clamp=None, seed=None, means=True):
         """Draw visible samples.
 
         Without `init`: ``generate(n=n, steps=steps, seed=seed)``, fantasies of the

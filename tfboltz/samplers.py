@@ -142,12 +142,13 @@ def sampling_seed(seed, generator=None):
     """The seed of one draw as an int64 scalar tensor.
 
     Args:
-        seed: an int; or None to take a fresh one from `generator`.
+        seed: an int; or None to take a fresh one from `generator`, or without one
+            from Keras's global random state (reproducible after
+            `keras.utils.set_random_seed`), as Keras's own ``seed=None`` does.
         generator: a `keras.random.SeedGenerator` kept for sampling (never the
-            training one, so that sampling never perturbs training), or None when a
-            seed is required.
+            training one, so that sampling never perturbs training), or None.
     """
-    if seed is None and generator is not None:
+    if seed is None:
         return tf.cast(keras.random.randint((), 0, _INT31, dtype="int32", seed=generator),
                        tf.int64)
     if (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
