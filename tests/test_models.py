@@ -20,6 +20,10 @@ FACTORIES = {
                                        seed=0),
     "rbm_pt": lambda: tb.RBM(64, 12, learning="pt", n_chains=4, n_temperatures=3, seed=0),
     "rbm_gaussian": lambda: tb.RBM(64, 12, visible="gaussian", seed=0),
+    "rbm_gaussian_learned_sigma": lambda: tb.RBM(
+        64, 12, visible=tb.units.GaussianUnits(learn_sigma=True), seed=0),
+    "dbm_gaussian_learned_sigma": lambda: tb.DBM(
+        [64, 16, 8], visible=tb.units.GaussianUnits(learn_sigma=True), n_chains=10, seed=0),
     "dbm": lambda: tb.DBM([64, 16, 8], n_chains=10, n_mean_field=3, seed=0),
     "dbm_tempered_centered": lambda: tb.DBM([64, 16, 8], n_chains=4, n_temperatures=3,
                                             centering=True, seed=0),

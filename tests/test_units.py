@@ -75,6 +75,26 @@ def test_gaussian_sample_spread_is_sigma():
     np.testing.assert_allclose(draws.std(0), 0.7, rtol=0.03)
 
 
+@pytest.mark.parametrize("make", ALL)
+def test_expected_energy_gradient_is_the_mean_gradient_over_samples(make):
+    """The statistic of a mean-field state: d expected_energy(mean) / d params equals
+    the average over samples of d energy(x) / d params (for a learned sigma, the
+    conditional's variance adds -1 per unit to d/d log sigma)."""
+    layer = _built(make)
+    if getattr(layer, "learn_sigma", False):
+        layer.log_variance.assign(np.log(np.linspace(0.5, 2.0, 6) ** 2).astype("float32"))
+    params = layer.trainable_weights
+    inputs = tf.constant(np.random.default_rng(1).normal(0, 1, (1, 6)).astype("float32"))
+    mean = layer.mean(inputs)
+    draws = tf.stop_gradient(layer.sample(tf.tile(inputs, (50000, 1)),
+                                          keras.random.SeedGenerator(0)))
+    with tf.GradientTape(persistent=True) as tape:
+        expected = tf.reduce_sum(layer.expected_energy(mean))
+        sampled = tf.reduce_mean(layer.energy(draws))
+    for got, want in zip(tape.gradient(expected, params), tape.gradient(sampled, params)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=0.05)  # ~5 standard errors
+
+
 def test_softmax_samples_are_one_hot_per_group():
     layer = _built(ALL[3])
     draws = layer.sample(tf.zeros((100, 6)), keras.random.SeedGenerator(0)).numpy()
@@ -126,6 +146,10 @@ def test_bad_unit_arguments():
         units.BernoulliUnits(0)
     with pytest.raises(ValueError, match="Expected a positive float. Received: sigma=-1"):
         units.GaussianUnits(4, sigma=-1)
+    with pytest.raises(ValueError, match="Expected a positive float. Received: min_sigma=0"):
+        units.GaussianUnits(4, learn_sigma=True, min_sigma=0)
+    with pytest.raises(ValueError, match="Expected `sigma` to be at least `min_sigma`"):
+        units.GaussianUnits(4, sigma=0.05, learn_sigma=True, min_sigma=0.1)
     with pytest.raises(ValueError, match="multiple of `group_size`"):
         units.SoftmaxUnits(5, group_size=2)
     with pytest.raises(ValueError, match="sum to 1"):

@@ -420,10 +420,14 @@ class RBM(EnergyModel):
             return grad_w, dict(zip([id(u) for u in unit_vars], unit_grads))
         unit_vars = [*self.visible_layer.trainable_weights, *self.hidden_layer.trainable_weights]
         learned_scale = len(unit_vars) > 2
+        # Without visible sampling, v_neg holds conditional means: the statistic of their
+        # energy must include the conditional's spread (a learned Gaussian sigma).
+        neg_visible_energy = (self.visible_layer.energy if self.sample_visible
+                              else self.visible_layer.expected_energy)
         with tf.GradientTape() as tape:
             e = (tf.reduce_mean(self.visible_layer.energy(v_pos))
                  + tf.reduce_mean(self.hidden_layer.energy(h_pos))
-                 - tf.reduce_mean(self.visible_layer.energy(v_neg))
+                 - tf.reduce_mean(neg_visible_energy(v_neg))
                  - tf.reduce_mean(self.hidden_layer.energy(h_neg)))
             if learned_scale:
                 w = tf.stop_gradient(self.kernel)

@@ -96,6 +96,15 @@ class StochasticUnits(keras.layers.Layer):
         """Per-example energy of this layer alone: ``-bias . x``."""
         return -ops.sum(x * self.b(x), axis=-1)
 
+    def expected_energy(self, mean):
+        """``E[energy(x)]`` over the conditional whose mean is `mean`, the conditional
+        held fixed: the statistic of this layer's energy term for a state that is a
+        mean, not a sample (a chain without visible sampling). ``energy(mean)`` here,
+        exact for an energy linear in ``x`` (for NReLU units, up to a term free of
+        parameters).
+        """
+        return self.energy(mean)
+
     def validate_data(self, x, name="x"):
         """Raise a `ValueError` if `x` (numpy) is not a valid state of these units."""
         if self.unit_interval:
@@ -155,6 +164,19 @@ class BernoulliUnits(StochasticUnits):
         return ((codes >> np.arange(n)) & 1).astype("float32")
 
 
+class _AtLeast(keras.constraints.Constraint):
+    """Clips a weight to ``>= floor`` after each optimizer update."""
+
+    def __init__(self, floor):
+        self.floor = float(floor)
+
+    def __call__(self, w):
+        return ops.maximum(w, ops.cast(self.floor, w.dtype))
+
+    def get_config(self):
+        return {"floor": self.floor}
+
+
 @keras.saving.register_keras_serializable(package="tfboltz")
 class GaussianUnits(StochasticUnits):
     """Real-valued units with per-unit standard deviation ``sigma``.
@@ -162,41 +184,117 @@ class GaussianUnits(StochasticUnits):
     ``p(x_i | inputs) = N(b_i + sigma_i * inputs_i, sigma_i^2)``, from the energy term
     ``sum_i (x_i - b_i)^2 / (2 sigma_i^2)`` and the coupling ``-(x / sigma) . W . h``.
 
+    A fixed sigma is ``exp(log_sigma)``, a non-trainable weight. A learned sigma is
+    trained through ``log_variance = log sigma^2`` (Cho, Ilin & Raiko 2011), with a
+    floor: ``sigma_i = exp(max(log_variance_i, 2 log min_sigma) / 2)``, and a Keras
+    optimizer clips the weight to the floor after each update (so a unit at the floor
+    can leave it). The energy is the same either way; Cho et al.'s coupling
+    ``-(x / sigma^2) . W . h`` is not used (its weight gradient grows as
+    ``1 / sigma^2``, and it diverged where this one trains).
+
+    What keeps a learned sigma stable:
+
+    * The floor: the bias's curvature is ``1 / sigma^2``, so a (nearly) constant
+      column, whose data standard deviation is ~0, makes the first updates diverge.
+      With SGD and momentum ``mu``, ``learning_rate / min_sigma^2`` must stay below
+      about ``2 (1 + mu)``. PyDeep bounds sigma from below in the same way.
+    * ``log sigma^2`` rather than ``log sigma``: an SGD step on it moves ``log sigma``
+      a quarter as far. The push up on ``log sigma`` grows with the square of a
+      column's outliers, the pull down is about 1 per update, so sparse columns
+      (values 40 standard deviations out) kicked sigma up faster than it came back.
+    * `expected_energy` for a chain that carries visible means rather than samples:
+      otherwise the negative statistic of ``(x - b)^2`` lacks the conditional's
+      variance and sigma grows at every update.
+
+    Saved files hold ``log sigma`` in either case, as they did before
+    ``log_variance``, so older files load; `get_weights` returns the weights as they
+    are (``log sigma^2`` for a learned sigma).
+
     Args:
         units: number of units.
         sigma: initial standard deviation (scalar, the same for every unit).
-        learn_sigma: whether sigma is trained (through ``log sigma``).
+        learn_sigma: whether sigma is trained (through ``log sigma^2``).
+        min_sigma: floor on a learned sigma, in the data's units (the default suits
+            data standardised per column, as Gaussian visibles expect); unused when
+            sigma is fixed.
         seed: seed of the layer's generator.
+
+    Example:
+        >>> visible = tb.units.GaussianUnits(learn_sigma=True, min_sigma=0.1)
+        >>> rbm = tb.RBM(64, 32, visible=visible, seed=0)
     """
 
     linear_bias = False
 
-    def __init__(self, units=None, sigma=1.0, learn_sigma=False, seed=None, **kwargs):
+    def __init__(self, units=None, sigma=1.0, learn_sigma=False, min_sigma=0.1, seed=None,
+                 **kwargs):
         super().__init__(units=units, seed=seed, **kwargs)
-        if not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
+        for name, value in (("sigma", sigma), ("min_sigma", min_sigma)):
+            if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+                raise ValueError(
+                    f"Invalid value received for argument `{name}`. Expected a positive "
+                    f"float. Received: {name}={value}"
+                )
+        if learn_sigma and sigma < min_sigma:
             raise ValueError(
-                f"Invalid value received for argument `sigma`. Expected a positive float. "
-                f"Received: sigma={sigma}"
+                f"Expected `sigma` to be at least `min_sigma` with learn_sigma=True. "
+                f"Received: sigma={sigma}, min_sigma={min_sigma}"
             )
         self.sigma = float(sigma)
         self.learn_sigma = bool(learn_sigma)
+        self.min_sigma = float(min_sigma)
 
     def build(self, input_shape=None):
         super().build(input_shape)
-        self.log_sigma = self.add_weight(
-            shape=(self.units,),
-            initializer=keras.initializers.Constant(math.log(self.sigma)),
-            trainable=self.learn_sigma,
-            name="log_sigma",
-        )
+        if self.learn_sigma:
+            floor = 2.0 * math.log(self.min_sigma)
+            self.log_variance = self.add_weight(
+                shape=(self.units,),
+                initializer=keras.initializers.Constant(2.0 * math.log(self.sigma)),
+                constraint=_AtLeast(floor),
+                name="log_variance",
+            )
+        else:
+            self.log_sigma = self.add_weight(
+                shape=(self.units,),
+                initializer=keras.initializers.Constant(math.log(self.sigma)),
+                trainable=False,
+                name="log_sigma",
+            )
 
     def get_config(self):
         config = super().get_config()
-        config.update({"sigma": self.sigma, "learn_sigma": self.learn_sigma})
+        config.update({"sigma": self.sigma, "learn_sigma": self.learn_sigma,
+                       "min_sigma": self.min_sigma})
         return config
 
+    def save_own_variables(self, store):
+        if not self.learn_sigma:
+            super().save_own_variables(store)
+            return
+        # The layout Keras writes for a fixed sigma, and wrote before log_variance.
+        store["0"] = self.bias
+        store["1"] = 0.5 * ops.convert_to_numpy(self.log_variance)
+
+    def load_own_variables(self, store):
+        if not self.learn_sigma:
+            super().load_own_variables(store)
+            return
+        if len(store.keys()) != 2:
+            raise ValueError(
+                f"Expected 2 variables (bias, log sigma) for {self.name}. "
+                f"Received: {len(store.keys())} variables"
+            )
+        self.bias.assign(store["0"])
+        self.log_variance.assign(2.0 * np.asarray(store["1"], self.log_variance.dtype))
+
     def std(self, like=None):
-        s = ops.exp(self.log_sigma)
+        """The standard deviations ``sigma`` (in the dtype of `like`, if given)."""
+        if self.learn_sigma:
+            floor = 2.0 * math.log(self.min_sigma)
+            s = ops.exp(0.5 * ops.maximum(self.log_variance, floor))
+        else:
+            s = ops.exp(self.log_sigma)
         return s if like is None else ops.cast(s, like.dtype)
 
     def scale(self, x):
@@ -218,16 +316,33 @@ class GaussianUnits(StochasticUnits):
     def energy(self, x):
         return ops.sum(ops.square(x - self.b(x)) / (2.0 * ops.square(self.std(x))), axis=-1)
 
+    def expected_energy(self, mean):
+        """``E[energy(x)]`` over ``N(mean, sigma'^2)``, ``sigma'`` the current sigma.
+
+        ``energy(mean) + sum_i sigma_i'^2 / (2 sigma_i^2)``, with ``sigma'`` under
+        `stop_gradient`: its value is ``energy(mean) + units / 2`` and its gradient is
+        the mean over samples of the gradient of `energy`, ``d/d log sigma =
+        -((mean - b)^2 + sigma^2) / sigma^2``; `energy(mean)` lacks the ``-1`` per
+        unit, and a learned sigma fed with it grows at every update.
+        """
+        if not self.learn_sigma:
+            return self.energy(mean)
+        s = self.std(mean)
+        return self.energy(mean) + ops.sum(0.5 * ops.square(ops.stop_gradient(s) / s), axis=-1)
+
     def log_partition(self, inputs):
         s = self.std(inputs)
         terms = self.b(inputs) * inputs / s + 0.5 * ops.square(inputs) + ops.log(s) + _SQRT_2PI_LOG
         return ops.sum(terms, axis=-1)
 
     def init_bias_from_data(self, x):
+        """Set the bias to the data means and, for a learned sigma, sigma to the data's
+        standard deviations, at least `min_sigma` (a constant column gets the floor)."""
         x = np.asarray(x, np.float64)
         self.bias.assign(np.mean(x, axis=0).astype("float32"))
         if self.learn_sigma:
-            self.log_sigma.assign(np.log(np.maximum(np.std(x, axis=0), 1e-3)).astype("float32"))
+            sigma = np.maximum(np.std(x, axis=0), self.min_sigma)
+            self.log_variance.assign((2.0 * np.log(sigma)).astype("float32"))
 
 
 @keras.saving.register_keras_serializable(package="tfboltz")
