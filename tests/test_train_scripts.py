@@ -1,4 +1,5 @@
-"""The MNIST training scripts' phases and resume logic, on scikit-learn's digits."""
+"""The MNIST training scripts' phases and resume logic, on scikit-learn's digits; and the
+research scripts of docs/experiments/scripts/ (one-offs the experiments pages cite)."""
 
 import csv
 import importlib.util
@@ -13,10 +14,11 @@ import tensorflow as tf
 import tfboltz as tb
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+EXPERIMENT_SCRIPTS = SCRIPTS.parent / "docs" / "experiments" / "scripts"
 
 
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+def _script(name, folder=SCRIPTS):
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -247,7 +249,7 @@ def test_distillation_targets_script_summarizes_the_soft_targets(tmp_path, digit
     teacher = _fitted_and_saved(lambda: keras.Sequential(
         [keras.Input((64,)), keras.layers.Dense(10, activation="softmax")]),
         tmp_path / "t.keras", epochs=5)
-    script = _script("distillation_targets")
+    script = _script("distillation_targets", EXPERIMENT_SCRIPTS)
     out = tmp_path / "targets.json"
     script.main([str(tmp_path / "t.keras"), "--temperatures", "1", "3", "10",
                  "--n-val", "100", "--json", str(out)])
@@ -276,7 +278,7 @@ def test_check_vat_direction_script(tmp_path, digits_as_mnist):
     # its first layer: the mean-field augmentation, as in a fine-tuned DBM classifier
     _fitted_and_saved(lambda: tb.DBM([64, 16, 16]).to_sequential(10), tmp_path / "clf.keras",
                       epochs=3)
-    script = _script("check_vat_direction")
+    script = _script("check_vat_direction", EXPERIMENT_SCRIPTS)
     out = tmp_path / "direction.json"
     script.main([str(tmp_path / "clf.keras"), "--first-row", "900", "--n-rows", "100",
                  "--xi", "1e-3", "--json", str(out)])
@@ -298,7 +300,8 @@ def test_check_vat_direction_script(tmp_path, digits_as_mnist):
 
 
 def test_results_tables_reads_the_published_dbms_files(tmp_path, monkeypatch, capsys):
-    tables = _script("results_tables")
+    tables = _script("results_tables", EXPERIMENT_SCRIPTS)
+    assert tables.RESULTS == SCRIPTS.parent / "docs" / "results"
     monkeypatch.setattr(tables, "RESULTS", tmp_path)
     tables.dbm_table()
     assert "| AIS log Z and test ELBO | not measured |" in capsys.readouterr().out
@@ -328,7 +331,7 @@ def test_check_mean_field_inits_script(tmp_path, digits_as_mnist):
     dbm = tb.DBM([64, 16, 16], seed=0)
     tb.pretrain_dbm(dbm, x[:1000], epochs=3, verbose=0)
     dbm.save(tmp_path / "dbm.keras")
-    script = _script("check_mean_field_inits")
+    script = _script("check_mean_field_inits", EXPERIMENT_SCRIPTS)
     out = tmp_path / "inits.json"
     result = script.main([str(tmp_path / "dbm.keras"), "--n-iter", "30", "--n-random", "1",
                           "--n-rows", "200", "--json", str(out)])
@@ -357,3 +360,33 @@ def test_check_mean_field_inits_script(tmp_path, digits_as_mnist):
             script.main([str(tmp_path / "dbm.keras"), *bad])
     with pytest.raises(SystemExit):
         script.main([str(tmp_path / "missing.keras")])
+
+
+def test_rbm_features_logreg_script(tmp_path, monkeypatch, digits):
+    x, y = digits
+    rbm = tb.RBM(64, 16, learning="pcd", n_chains=10, seed=0)
+    rbm.compile(optimizer=keras.optimizers.SGD(0.05))
+    rbm.fit(x[:500], batch_size=50, epochs=1, verbose=0)
+    rbm.save(tmp_path / "rbm.keras")
+    # the script's split is MNIST's (C picked on training rows 50,000-60,000)
+    x_train, y_train = np.tile(x[:1000], (60, 1)), np.tile(y[:1000], 60)
+
+    def load(split="train", binarize=None, seed=0):
+        return (x_train, y_train) if split == "train" else (x[1000:], y[1000:])
+
+    monkeypatch.setattr(tb.data, "load_mnist", load)
+    out = tmp_path / "logreg.json"
+    _script("rbm_features_logreg", EXPERIMENT_SCRIPTS).main(
+        [str(tmp_path / "rbm.keras"), "--cs", "0.1", "1", "--json", str(out)])
+    result = json.loads(out.read_text())
+    val = result["validation_accuracy"]
+    assert set(val) == {"0.1", "1.0"} and str(result["C"]) == max(val, key=val.get)
+    # the same pipeline by hand: standardised hidden means, refit on every training row
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=result["C"], max_iter=500))
+    clf.fit(rbm.transform(x_train), y_train)
+    error = 100 * (1 - clf.score(rbm.transform(x[1000:]), y[1000:]))
+    assert result["test_error_percent"] == pytest.approx(error)

@@ -166,7 +166,7 @@ class VirtualAdversarialTraining(keras.Model):
     labels; the exact direction lies near the same axis there (median absolute cosine
     0.87) with a random side (see `orient`). The exact float32 product matched a
     float64 finite difference of the unclipped KL (median cosine 0.999999;
-    scripts/check_vat_direction.py). It too loses the direction where the other
+    docs/experiments/scripts/check_vat_direction.py). It too loses the direction where the other
     classes' probabilities approach float32's underflow: on a linear softmax it was
     exact with them at 1e-11 and off (cosine 0.79) at 5e-17. The reference
     distribution ``p(. | x)`` and the power iteration use the classifier in inference

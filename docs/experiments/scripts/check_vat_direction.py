@@ -1,6 +1,6 @@
 """How well the power step of virtual adversarial training finds its direction.
 
-    python scripts/check_vat_direction.py runs/ft/classifier.keras --json out.json
+    python docs/experiments/scripts/check_vat_direction.py runs/ft/classifier.keras --json out.json
 
 On a fine-tuned MNIST classifier (a `classifier.keras` of scripts/finetune_mnist.py:
 its first layer the DBM's frozen mean-field augmentation, then Dense layers with

@@ -1,6 +1,6 @@
 """Does a better optimum of the mean-field objective raise a DBM's test bound?
 
-    python scripts/check_mean_field_inits.py runs/dbm/model.keras --json out.json
+    python docs/experiments/scripts/check_mean_field_inits.py runs/dbm/model.keras --json out.json
 
 The ELBO of a DBM is ``-E(x, mu) + H(mu) - log Z`` at the mean-field means ``mu``;
 any ``mu`` gives a valid lower bound, so the bound of each example is the best optimum

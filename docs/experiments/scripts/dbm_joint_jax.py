@@ -1,12 +1,13 @@
 """Joint training of a two-hidden-layer binary DBM on an accelerator without TensorFlow.
 
     # here (TensorFlow): the stitched model and the data, as plain arrays
-    python scripts/dbm_joint_jax.py export runs/dbm/pretrained.keras runs/accel/start.npz
+    python docs/experiments/scripts/dbm_joint_jax.py export runs/dbm/pretrained.keras \
+        runs/accel/start.npz
     # there (JAX only): several runs of the joint phase side by side, one per seed
-    python scripts/dbm_joint_jax.py train runs/accel/start.npz runs/accel/mnist_train.npz \
-        --out runs/accel/out --seeds 0 1 2 3 --epochs 1000
+    python docs/experiments/scripts/dbm_joint_jax.py train runs/accel/start.npz \
+        runs/accel/mnist_train.npz --out runs/accel/out --seeds 0 1 2 3 --epochs 1000
     # here again: back into a tfboltz model, for `eval_dbm_ais.py` and `finetune_mnist.py`
-    python scripts/dbm_joint_jax.py import runs/accel/out/model_e1000_s0.npz \
+    python docs/experiments/scripts/dbm_joint_jax.py import runs/accel/out/model_e1000_s0.npz \
         runs/dbm/pretrained.keras runs/accel/e1000_s0.keras
 
 Why this exists: the accelerator some sessions are lent carries JAX but no TensorFlow,

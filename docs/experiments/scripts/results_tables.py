@@ -1,6 +1,6 @@
-"""Print the README's DBM and semi-supervised tables from the measured JSON files.
+"""Print the DBM and semi-supervised results tables from the measured JSON files.
 
-    python scripts/results_tables.py
+    python docs/experiments/scripts/results_tables.py
 
 The DBM table is that of the published zoo DBM (version 4.0, the files
 docs/results/dbm_centered_lr004_e300_mf5_*: scripts/eval_dbm_ais.py's 60,000- and
@@ -13,7 +13,7 @@ import json
 import statistics
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "results"  # docs/results
 SEMI_ANCHORS = {  # TF1 reference, test accuracy %: RBM, DBM, random initialisation
     100: (81.70, 83.79, 76.24), 1000: (93.65, 93.54, 89.14),
     10000: (97.27, 97.11, 94.50), 60000: (98.73, 98.68, 98.28),

@@ -1,7 +1,7 @@
 """What the soft targets of knowledge distillation look like on MNIST.
 
-    python scripts/distillation_targets.py A.keras B.keras C.keras --temperatures 1 2 10 \\
-        --json out.json
+    python docs/experiments/scripts/distillation_targets.py A.keras B.keras C.keras \\
+        --temperatures 1 2 10 --json out.json
 
 For fine-tuned MNIST classifiers (`classifier.keras` files of scripts/finetune_mnist.py)
 used as teachers, computes their ensemble's log-probabilities

@@ -1,6 +1,7 @@
 """Test error of logistic regression on the hidden means of an MNIST RBM.
 
-    python scripts/rbm_features_logreg.py runs/rbm1024/model.keras --json runs/rbm1024/logreg.json
+    python docs/experiments/scripts/rbm_features_logreg.py runs/rbm1024/model.keras \\
+        --json runs/rbm1024/logreg.json
 
 Features: ``E[h | v]`` of the 60,000 training and 10,000 test images (grey levels),
 standardised. The inverse regularisation C is picked on the last 10,000 training
