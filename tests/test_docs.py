@@ -1,8 +1,10 @@
-"""The README and docs/ point only at files that exist.
+"""The README and docs/ point only at files that exist, and the README's figures are
+the published ones.
 
-Every figure in the README names the raw output it came from (``docs/results/...``) and
-the pictures and pages it links; a renamed or deleted file would leave a dangling
-reference that no other test sees.
+The results pages name the raw output every figure came from (``docs/results/...``),
+and the pages link pictures and each other; a renamed or deleted file would leave a
+dangling reference that no other test sees. The README's zoo and results tables repeat
+headline figures of docs/results.md, where each sits beside its command and raw output.
 """
 
 import glob
@@ -62,3 +64,18 @@ def test_raw_outputs_named_exist(page):
             if not glob.glob(os.path.join(ROOT, path)):
                 missing.append(path)
     assert not missing, f"{page} names raw outputs that do not exist: {sorted(missing)}"
+
+
+def _section(text, heading):
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
+    return text[start:] if end < 0 else text[start:end]
+
+
+def test_readme_figures_are_the_published_ones():
+    readme, results = _read("README.md"), _read(os.path.join("docs", "results.md"))
+    tables = _section(readme, "## The zoo") + _section(readme, "## Results")
+    figures = set(re.findall(r"(?<![\w.])-?\d+\.\d+(?![\w.])", tables))
+    assert figures, "no figures found in the README's tables"
+    missing = sorted(f for f in figures if f not in results)
+    assert not missing, f"README figures not on docs/results.md: {missing}"

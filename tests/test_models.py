@@ -188,10 +188,10 @@ def test_no_import_cycle_and_no_private_cross_module_import():
             visit(m, [])
 
 
-def test_the_readme_layout_names_every_module():
-    readme = (PACKAGE.parent / "README.md").read_text()
-    layout = readme[readme.index("## Layout"):]
-    layout = layout[:layout.index("```", layout.index("```") + 3)]
+def test_the_docs_layout_names_every_module():
+    page = (PACKAGE.parent / "docs" / "layout.md").read_text()
+    layout = page[page.index("```"):]
+    layout = layout[:layout.index("```", 3)]
     missing = [p.name for p in PACKAGE.glob("*.py")
                if p.stem != "__init__" and f"tfboltz/{p.name}" not in layout]
     assert missing == []
@@ -213,3 +213,24 @@ def test_keras_still_reads_initial_epoch():
     model.compile(optimizer="sgd", loss="mse")
     model.fit(np.zeros((4, 2)), np.zeros((4, 1)), epochs=4, verbose=0, callbacks=[Mover()])
     assert seen == [2, 3]
+
+
+def test_a_one_device_mirrored_strategy_trains_as_no_strategy(digits):
+    """Was: RuntimeError: merge_call called while defining a new graph (the optimizer of
+    a one-device MirroredStrategy still merges across replicas)."""
+    import tensorflow as tf
+
+    x, _ = digits
+    x = x[:60]
+    plain = tb.RBM(64, 8, learning="pcd", n_chains=10, seed=0)
+    plain.compile(optimizer=keras.optimizers.SGD(0.01))
+    plain.fit(x, batch_size=20, epochs=2, verbose=0)
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        for model in (tb.RBM(64, 8, learning="pcd", n_chains=10, seed=0),
+                      tb.DBM([64, 8, 4], n_chains=10, seed=0), tb.DBN([64, 8, 4], seed=0)):
+            model.compile(optimizer=keras.optimizers.SGD(0.01))
+            model.fit(x, batch_size=20, epochs=2, verbose=0)
+            assert int(model.optimizer.iterations.numpy()) == 6
+            if isinstance(model, tb.RBM):
+                np.testing.assert_allclose(model.kernel.numpy(), plain.kernel.numpy(),
+                                           atol=1e-6)

@@ -12,13 +12,17 @@ import tensorflow as tf
 
 
 def replica_context():
-    """The replica context of a multi-replica `tf.distribute` step, else None."""
+    """The replica context of a step under a `tf.distribute` strategy (one replica
+    included: its optimizer still merges across replicas), else None."""
     if not tf.distribute.has_strategy():
         return None
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None or ctx.num_replicas_in_sync == 1:
-        return None
-    return ctx
+    return tf.distribute.get_replica_context()
+
+
+def is_distributed(strategy):
+    """True for any strategy but TensorFlow's default one."""
+    with strategy.scope():
+        return tf.distribute.has_strategy()
 
 
 def step_seed(generator):
