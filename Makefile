@@ -1,15 +1,16 @@
 # The two set-up commands of the README: `make demo` (the main job) and `make test`.
-# Each creates the virtual environment and installs the package with its dev extras.
+# Each creates the virtual environment and installs the package with its dev extras,
+# at the versions constraints.txt pins (the tested set, made on Python 3.11).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-slow bench bench-rbm lint clean
+.PHONY: demo test test-slow bench bench-rbm lint docs clean
 
-$(VENV)/.installed: setup.py
+$(VENV)/.installed: setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $@
 
 demo: $(VENV)/.installed
@@ -26,6 +27,9 @@ bench: $(VENV)/.installed
 
 bench-rbm: $(VENV)/.installed
 	$(PY) benchmarks/bench_rbm.py --repeats 3
+
+docs: $(VENV)/.installed
+	$(VENV)/bin/mkdocs build --strict
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check tfboltz tests scripts benchmarks

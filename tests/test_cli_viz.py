@@ -1,5 +1,6 @@
 """The command line and the figures."""
 
+import os
 import subprocess
 import sys
 
@@ -134,3 +135,80 @@ def test_cli_list_and_fetch(capsys):
     assert "sha256 ok" in capsys.readouterr().out
     assert cli.main(["fetch", "no_such_model"]) == 1
     assert "no_such_model" in capsys.readouterr().err
+
+
+def test_figures_leave_the_matplotlib_backend_alone(tmp_path):
+    """A notebook's or an application's backend stays as it was: the figures are drawn
+    without pyplot."""
+    code = ("import sys, matplotlib, numpy as np\nimport tfboltz.viz as viz\n"
+            f"viz.save_image_grid(np.random.rand(4, 4), {str(tmp_path / 'g.png')!r}, (2, 2))\n"
+            f"viz.plot_history({{'loss': [1.0, 0.5]}}, {str(tmp_path / 'h.png')!r})\n"
+            "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "MPLBACKEND": "svg"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["svg", "False"]
+    assert (tmp_path / "g.png").stat().st_size > 0 and (tmp_path / "h.png").stat().st_size > 0
+
+
+# Progress bars ---------------------------------------------------------------------
+
+def test_progress_bars_show_the_same_samples(digits, capsys):
+    """verbose=1 runs the sweeps in chunks between updates of a bar; the draws are
+    the same, bit for bit, as from one graph call (verbose=0)."""
+    x, _ = digits
+    rbm = tb.RBM(64, 12, seed=0)
+    dbm = tb.DBM([64, 16, 8], n_chains=10, seed=0)
+    dbn = tb.DBN([64, 16, 12], n_labels=10, seed=0)
+    deep_dbn = tb.DBN([64, 16, 12, 8], seed=0)
+    clamp = np.arange(64) < 32
+    draws = {
+        "rbm": lambda v: rbm.sample(5, steps=7, seed=1, verbose=v),
+        "rbm, many chunks": lambda v: rbm.sample(5, steps=250, seed=1, means=False, verbose=v),
+        "rbm completion": lambda v: rbm.sample(init=x[:5], clamp=clamp, steps=7, seed=1,
+                                               means=False, verbose=v),
+        "dbm": lambda v: dbm.sample(5, steps=7, seed=1, verbose=v),
+        "dbm states": lambda v: dbm.sample(5, steps=7, seed=1, means=False, verbose=v),
+        "dbm completion": lambda v: dbm.sample(init=x[:5], clamp=clamp, steps=7, seed=1,
+                                               verbose=v),
+        "dbn generate": lambda v: dbn.generate(np.arange(5), steps=7, seed=1, verbose=v),
+        "dbn sample": lambda v: dbn.sample(5, steps=7, seed=1, means=False, verbose=v),
+        "dbn completion": lambda v: dbn.sample(init=x[:5], clamp=clamp, steps=7, seed=1,
+                                               verbose=v),
+        "deep dbn completion": lambda v: deep_dbn.sample(init=x[:5], clamp=clamp, steps=7,
+                                                         seed=1, means=False, verbose=v),
+        "dbn classify": lambda v: dbn.classify(x[:5], method="gibbs", steps=7, seed=1,
+                                               verbose=v),
+    }
+    for name, draw in draws.items():
+        quiet = draw(0)
+        assert capsys.readouterr().out == "", name
+        shown = draw(1)
+        out = capsys.readouterr().out
+        np.testing.assert_array_equal(shown, quiet, err_msg=name)
+        steps = 250 if "many" in name else 7
+        assert f"{steps}/{steps}" in out and "sweep" in out, (name, out)
+    # "auto", the default: no bar where standard output is not a terminal (as here).
+    rbm.sample(5, steps=7, seed=1)
+    dbn.classify(x[:5], method="gibbs", steps=7, seed=1)
+    assert capsys.readouterr().out == ""
+
+
+def test_mean_field_progress_bar_counts_rows(digits, capsys):
+    x, _ = digits
+    dbm = tb.DBM([64, 16, 8], seed=0)
+    quiet = dbm.mean_field(x[:30], batch_size=10, verbose=0)
+    assert capsys.readouterr().out == ""
+    shown = dbm.mean_field(x[:30], batch_size=10, verbose=1)
+    assert "30/30" in capsys.readouterr().out
+    for a, b in zip(quiet, shown):
+        np.testing.assert_array_equal(a, b)
+    dbm.mean_field(x[:30], verbose=1)  # one batch, one graph call: nothing to show
+    assert capsys.readouterr().out == ""
+
+
+def test_verbose_is_checked():
+    import pytest
+
+    with pytest.raises(ValueError, match="verbose"):
+        tb.RBM(8, 4, seed=0).sample(2, steps=1, verbose="yes")

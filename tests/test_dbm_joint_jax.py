@@ -28,7 +28,6 @@ def _load(path):
 
 @pytest.fixture(scope="module")
 def jx():
-    pytest.importorskip("jax", reason="JAX is an extra: pip install -e '.[jax]'")
     return _load(SCRIPT)
 
 

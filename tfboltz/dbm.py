@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfboltz import centering as centering_lib
-from tfboltz import classifier, distribute, samplers, validation
+from tfboltz import classifier, distribute, progress, samplers, validation
 from tfboltz import mean_field as mean_field_lib
 from tfboltz import units as units_lib
 from tfboltz.energy_model import EnergyModel
@@ -220,21 +220,33 @@ class DBM(EnergyModel):
         return mean_field_lib.mean_field_means(self.unit_layers, self.kernels, v, n_iter, tol,
                                 self.matmul_dtype)
 
-    def mean_field(self, x, n_iter=None, tol=None, batch_size=1000):
+    def mean_field(self, x, n_iter=None, tol=None, batch_size=1000, verbose="auto"):
         """Mean-field posterior means of each layer given visible rows (numpy list).
 
         Args:
             x: visible rows.
             n_iter: iterations at most (default `n_mean_field`).
             tol: stop once no mean moves more than this (default `mean_field_tol`).
+            batch_size: rows per graph call.
+            verbose: "auto" (a progress bar over the batches, on a terminal or in a
+                notebook, when there are several), 0 or 1 (see `tfboltz.progress`).
         """
         x = self.check_data(x)
         n_iter = self.n_mean_field if n_iter is None else validation.positive_int(
             "n_iter", n_iter)
         tol = self.mean_field_tol if tol is None else validation.non_negative_float("tol", tol)
-        parts = [self._mean_field_fn(x[i:i + batch_size], tf.constant(n_iter),
-                                     tf.constant(tol, tf.float32))
-                 for i in range(0, len(x), batch_size)]
+        verbose = progress.resolve_verbose(verbose)
+        starts = range(0, len(x), batch_size)
+        # One batch is one graph call: nothing to show progress between.
+        verbose = verbose if len(starts) > 1 else 0
+        bar = progress.progbar(len(x), verbose, "row")
+        parts = []
+        for i in starts:
+            parts.append(self._mean_field_fn(x[i:i + batch_size], tf.constant(n_iter),
+                                             tf.constant(tol, tf.float32)))
+            if verbose:
+                parts[-1][0].numpy()  # on an accelerator, wait: count rows done, not queued
+                bar.update(min(i + batch_size, len(x)))
         return [np.concatenate([p[j].numpy() for p in parts]) for j in range(len(self.kernels) + 1)]
 
     @tf.function(reduce_retracing=True)
@@ -432,7 +444,8 @@ class DBM(EnergyModel):
 
     # Sampling ------------------------------------------------------------------------
 
-    def sample(self, n=None, steps=1000, init=None, clamp=None, seed=None, means=True):
+    def sample(self, n=None, steps=1000, init=None, clamp=None, seed=None, means=True,
+               verbose="auto"):
         """Draw visible samples by block Gibbs sampling over all layers.
 
         Each sweep samples the odd layers given the even ones, then the even layers
@@ -450,16 +463,25 @@ class DBM(EnergyModel):
                 `complete` with that seed); None takes a fresh one from Keras's global
                 random state. Sampling never touches the training generator.
             means: return the final visible means rather than the sampled states.
+            verbose: "auto" (a progress bar on a terminal or in a notebook), 0 or 1
+                (see `tfboltz.progress`); the samples are the same either way.
 
         Returns:
             numpy array ``(n, n_visible)``.
         """
         steps = validation.positive_int("steps", steps)
         n, init, mask = self._sampling_request(n, init, clamp)
+        verbose = progress.resolve_verbose(verbose)
         seed = sampling_seed(seed)
         v0 = np.zeros((n, self.n_visible), "float32") if init is None else init
-        out = self._sample_fn(v0, mask, tf.constant(steps), seed, init is None, bool(means))
-        return out.numpy()
+        if not verbose:
+            out = self._sample_fn(v0, mask, tf.constant(steps), seed, init is None,
+                                  bool(means))
+            return out.numpy()
+        chains = progress.run_sweeps(
+            lambda chains, sweeps: self._sample_sweeps_fn(chains, v0, mask, sweeps, seed),
+            self._sample_start_fn(v0, seed, init is None), steps, verbose)
+        return self._sample_end_fn(chains, v0, mask, bool(means)).numpy()
 
     @tf.function(reduce_retracing=True)
     def _sample_fn(self, v0, mask, steps, seed, from_noise, means):
@@ -467,6 +489,13 @@ class DBM(EnergyModel):
         or from `v0` and its bottom-up means, the visible units where `mask` is 1
         clamped to `v0`: a pure function of its inputs and the int64 `seed` (draw j
         uses ``[seed, j]``), shared by `sample` and the exported SavedModel."""
+        chains = self._sample_sweeps(self._sample_start(v0, seed, from_noise), v0, mask,
+                                     steps, seed)
+        return self._sample_end(chains, v0, mask, means)
+
+    def _sample_start(self, v0, seed, from_noise):
+        """The chains of `_sample_fn` before its first sweep: ``(count, states)``, with
+        `count` the index of the next draw of `seed`."""
         stream = SeedStream(seed)
         if from_noise:
             n = tf.shape(v0)[0]
@@ -474,15 +503,30 @@ class DBM(EnergyModel):
                       for layer in self.unit_layers]
         else:
             states = self.initial_means(v0)
+        return stream.count, list(states)
+
+    def _sample_sweeps(self, chains, v0, mask, steps, seed):
+        """`steps` Gibbs sweeps of the chains of `_sample_start`."""
+        count, states = chains
 
         def body(i, count, *states):
             draws = SeedStream(seed, count)
             out = self._gibbs_sweep(list(states), draws, mask, v0)
             return (i + 1, draws.count, *out)
 
-        out = list(tf.while_loop(lambda i, *_: i < steps, body,
-                                 (tf.constant(0, steps.dtype), stream.count, *states))[2:])
+        out = tf.while_loop(lambda i, *_: i < steps, body,
+                            (tf.constant(0, steps.dtype), count, *states))
+        return out[1], list(out[2:])
+
+    def _sample_end(self, chains, v0, mask, means):
+        states = chains[1]
         if not means:
-            return out[0]
-        mean = self.unit_layers[0].mean(self.layer_input(out, 0))
+            return states[0]
+        mean = self.unit_layers[0].mean(self.layer_input(states, 0))
         return mask * v0 + (1.0 - mask) * mean
+
+    # `sample` with a progress bar runs these as graphs of their own, the sweeps in
+    # chunks between updates of the bar.
+    _sample_start_fn = tf.function(_sample_start, reduce_retracing=True)
+    _sample_sweeps_fn = tf.function(_sample_sweeps, reduce_retracing=True)
+    _sample_end_fn = tf.function(_sample_end, reduce_retracing=True)

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfboltz import classifier, serving, validation
+from tfboltz import classifier, progress, serving, validation
 from tfboltz import units as units_lib
 from tfboltz.energy_model import DivergenceGuard, EnergyModel
 from tfboltz.rbm import RBM
@@ -241,14 +241,16 @@ class DBN(EnergyModel):
         blocks.append((top.hidden_layer, kernel, top.hidden_layer.bias))
         return [], blocks
 
-    def classify(self, x, method="free_energy", steps=100, seed=None, batch_size=1000):
+    def classify(self, x, method="free_energy", steps=100, seed=None, batch_size=1000,
+                 verbose="auto"):
         """Label probabilities of rows `x` (numpy, ``(N, n_labels)``).
 
         "free_energy": ``softmax(-F([h, e_c]))`` over labels c, with ``h`` the
         recognition means below the top (exact for the top RBM; the exported
         SavedModel's `classify`). "gibbs": the label, started at random from `seed`,
         unclamped in `steps` Gibbs sweeps of the top RBM with ``h`` clamped; returns
-        the final label means.
+        the final label means. `verbose` ("auto", 0 or 1, see `tfboltz.progress`)
+        shows the Gibbs sweeps' progress; "auto" on a terminal or in a notebook.
         """
         if not self.n_labels:
             raise ValueError("Expected a DBN with labels (n_labels > 0) to classify.")
@@ -258,9 +260,13 @@ class DBN(EnergyModel):
             return np.concatenate([self._classify_fn(tf.constant(x[i:i + batch_size])).numpy()
                                    for i in range(0, len(x), batch_size)])
         steps = validation.positive_int("steps", steps) if steps else 0
+        verbose = progress.resolve_verbose(verbose)
         seed = sampling_seed(seed, self.top.sampling_seed_generator)
-        h = self.up(x, batch_size)[-1]
-        return self._classify_gibbs_fn(tf.constant(h), tf.constant(steps), seed).numpy()
+        h = tf.constant(self.up(x, batch_size)[-1])
+        if not verbose:
+            return self._classify_gibbs_fn(h, tf.constant(steps), seed).numpy()
+        out = self._top_chains(*self._classify_gibbs_start_fn(h, seed), steps, True, verbose)
+        return out[:, -self.n_labels:].numpy()
 
     @tf.function(reduce_retracing=True)
     def _classify_fn(self, v):
@@ -268,16 +274,30 @@ class DBN(EnergyModel):
 
     @tf.function(reduce_retracing=True)
     def _classify_gibbs_fn(self, h, steps, seed):
+        init, mask, top_seed = self._classify_gibbs_start(h, seed)
+        out = self.top._sample_fn(init, mask, steps, top_seed, False, True)
+        return out[:, -self.n_labels:]
+
+    def _classify_gibbs_start(self, h, seed):
+        """The top RBM's chains of `_classify_gibbs_fn`: ``(init, mask, seed)``, the
+        labels of `init` drawn at random, `h` clamped by `mask`."""
         stream = SeedStream(seed)
         n = tf.shape(h)[0]
         labels = tf.one_hot(keras.random.randint((n,), 0, self.n_labels, seed=stream),
                             self.n_labels, dtype=h.dtype)
         mask = tf.concat([tf.ones_like(h), tf.zeros_like(labels)], 1)
-        out = self.top._sample_fn(tf.concat([h, labels], 1), mask, steps, stream.split(),
-                                  False, True)
-        return out[:, -self.n_labels:]
+        return tf.concat([h, labels], 1), mask, stream.split()
 
-    def generate(self, labels=None, n=None, steps=1000, seed=None):
+    def _top_chains(self, init, mask, seed, steps, means, verbose):
+        """`self.top._sample_fn(init, mask, steps, seed, False, means)` with a progress
+        bar: the same sweeps, in chunks (see `tfboltz.progress.run_sweeps`)."""
+        top = self.top
+        chains = progress.run_sweeps(
+            lambda chains, sweeps: top._sample_sweeps_fn(chains, mask, sweeps, seed),
+            top._sample_start_fn(init, seed, False), steps, verbose)
+        return top._sample_end(chains, means)
+
+    def generate(self, labels=None, n=None, steps=1000, seed=None, verbose="auto"):
         """Fantasies: Gibbs sampling in the top RBM (with `labels` clamped, if given),
         then one generative pass down (means). Returns visible means (numpy).
 
@@ -288,6 +308,8 @@ class DBN(EnergyModel):
             seed: int seed (the same as the exported SavedModel's `sample` /
                 `generate` with that seed); None takes a fresh one from the top RBM's
                 `sampling_seed_generator`.
+            verbose: "auto" (a progress bar on a terminal or in a notebook), 0 or 1
+                (see `tfboltz.progress`); the fantasies are the same either way.
         """
         if labels is not None:
             if not self.n_labels:
@@ -299,11 +321,15 @@ class DBN(EnergyModel):
             n = len(labels)
         n = validation.positive_int("n", n)
         steps = validation.positive_int("steps", steps) if steps else 0
+        verbose = progress.resolve_verbose(verbose)
         seed = sampling_seed(seed, self.top.sampling_seed_generator)
         given = labels is not None
         labels = labels.astype("int32") if given else np.zeros(n, "int32")
-        return self._generate_fn(tf.constant(n), tf.constant(labels), tf.constant(steps), seed,
-                                 given, True).numpy()
+        if not verbose:
+            return self._generate_fn(tf.constant(n), tf.constant(labels), tf.constant(steps),
+                                     seed, given, True).numpy()
+        return self._generate_chunked(tf.constant(n), tf.constant(labels), steps, seed, given,
+                                      True, verbose).numpy()
 
     @tf.function(reduce_retracing=True)
     def _generate_fn(self, n, labels, steps, seed, given_labels, means):
@@ -311,6 +337,19 @@ class DBN(EnergyModel):
         or given one-hot label, clamped when `given_labels`), passed down: a pure
         function of its inputs and the int64 `seed`, shared by `generate`, `sample`
         and the exported SavedModel."""
+        init, mask, top_seed, count = self._generate_start(n, labels, seed, given_labels)
+        top_states = self.top._sample_fn(init, mask, steps, top_seed, False, False)
+        return self._generate_end(top_states, seed, count, means)
+
+    def _generate_chunked(self, n, labels, steps, seed, given_labels, means, verbose):
+        """`_generate_fn` with a progress bar: the same sweeps, in chunks."""
+        init, mask, top_seed, count = self._generate_start_fn(n, labels, seed, given_labels)
+        top_states = self._top_chains(init, mask, top_seed, steps, False, verbose)
+        return self._generate_end_fn(top_states, seed, count, means)
+
+    def _generate_start(self, n, labels, seed, given_labels):
+        """The top RBM's chains of `_generate_fn`: ``(init, mask, seed, count)``, with
+        `count` the index of the next draw of `seed`."""
         stream = SeedStream(seed)
         top, n_labels = self.top, self.n_labels
         width = top.n_visible
@@ -322,11 +361,16 @@ class DBN(EnergyModel):
             init = tf.concat([init[:, :-n_labels], tf.one_hot(labels, n_labels)], 1)
             if given_labels:
                 mask = tf.concat([tf.zeros((n, width - n_labels)), tf.ones((n, n_labels))], 1)
-        top_states = top._sample_fn(init, mask, steps, stream.split(), False, False)
-        x = self._down(top_states[:, :self.layer_sizes[-2]])
-        return x if means else self.visible_layer.sample_from_mean(x, stream)
+        top_seed = stream.split()
+        return init, mask, top_seed, stream.count
 
-    def sample(self, n=None, steps=1000, init=None, clamp=None, seed=None, means=True):
+    def _generate_end(self, top_states, seed, count, means):
+        """The fantasies of `_generate_fn` from the top RBM's final states."""
+        x = self._down(top_states[:, :self.layer_sizes[-2]])
+        return x if means else self.visible_layer.sample_from_mean(x, SeedStream(seed, count))
+
+    def sample(self, n=None, steps=1000, init=None, clamp=None, seed=None, means=True,
+               verbose="auto"):
         """Draw visible samples.
 
         Without `init`: ``generate(n=n, steps=steps, seed=seed)``, fantasies of the
@@ -345,31 +389,55 @@ class DBN(EnergyModel):
                 `complete` with that seed); None takes a fresh one from the top RBM's
                 `sampling_seed_generator`.
             means: return the final visible means rather than sampled states.
+            verbose: "auto" (a progress bar on a terminal or in a notebook), 0 or 1
+                (see `tfboltz.progress`); the samples are the same either way.
 
         Returns:
             numpy array ``(n, n_visible)``.
         """
         steps = validation.positive_int("steps", steps) if steps else 0
         n, init, mask = self._sampling_request(n, init, clamp)
+        verbose = progress.resolve_verbose(verbose)
         seed = sampling_seed(seed, self.top.sampling_seed_generator)
         v0 = np.zeros((n, self.n_visible), "float32") if init is None else init
-        out = self._sample_fn(v0, mask, tf.constant(steps), seed, init is None, bool(means))
-        return out.numpy()
+        if not verbose:
+            out = self._sample_fn(v0, mask, tf.constant(steps), seed, init is None,
+                                  bool(means))
+            return out.numpy()
+        if init is None:
+            return self._generate_chunked(tf.constant(n), tf.zeros((n,), tf.int32), steps, seed,
+                                          False, bool(means), verbose).numpy()
+        chains = progress.run_sweeps(
+            lambda chains, sweeps: self._sample_sweeps_fn(chains, v0, mask, sweeps, seed),
+            self._sample_start_fn(v0, seed), steps, verbose)
+        return self._sample_end(chains, bool(means)).numpy()
 
     @tf.function(reduce_retracing=True)
     def _sample_fn(self, v0, mask, steps, seed, from_noise, means):
         """`sample` from `v0` (or, `from_noise`, `generate`'s fantasies of as many
         rows): a pure function of its inputs and the int64 `seed`, shared by `sample`
         and the exported SavedModel."""
-        n = tf.shape(v0)[0]
         if from_noise:
+            n = tf.shape(v0)[0]
             return self._generate_fn(n, tf.zeros((n,), tf.int32), steps, seed, False, means)
+        chains = self._sample_sweeps(self._sample_start(v0, seed), v0, mask, steps, seed)
+        return self._sample_end(chains, means)
+
+    def _sample_start(self, v0, seed):
+        """The chains of `_sample_fn` from `v0` before its first sweep: ``(count, v,
+        v_mean, labels)``, the labels (if any) drawn at random, `count` the index of
+        the next draw of `seed`."""
         stream = SeedStream(seed)
-        top, n_feat, n_labels = self.top, self.layer_sizes[-2], self.n_labels
+        n = tf.shape(v0)[0]
         labels = tf.zeros((n, 0), v0.dtype)
-        if n_labels:
-            labels = tf.one_hot(keras.random.randint((n,), 0, n_labels, seed=stream),
-                                n_labels, dtype=v0.dtype)
+        if self.n_labels:
+            labels = tf.one_hot(keras.random.randint((n,), 0, self.n_labels, seed=stream),
+                                self.n_labels, dtype=v0.dtype)
+        return stream.count, v0, v0, labels
+
+    def _sample_sweeps(self, chains, v0, mask, steps, seed):
+        """`steps` sweeps (up, top Gibbs sweep, down) of the chains of `_sample_start`."""
+        top, n_feat = self.top, self.layer_sizes[-2]
 
         def body(i, count, v, v_mean, labels):
             draws = SeedStream(seed, count)
@@ -389,9 +457,20 @@ class DBN(EnergyModel):
             v_mean = mask * v0 + (1.0 - mask) * v_mean
             return i + 1, draws.count, v, v_mean, labels
 
-        out = tf.while_loop(lambda i, *_: i < steps, body,
-                            (tf.constant(0, steps.dtype), stream.count, v0, v0, labels))
-        return out[3] if means else out[2]
+        return tuple(tf.while_loop(lambda i, *_: i < steps, body,
+                                   (tf.constant(0, steps.dtype), *chains))[1:])
+
+    @staticmethod
+    def _sample_end(chains, means):
+        return chains[2] if means else chains[1]
+
+    # `sample`, `generate` and `classify` with a progress bar run these as graphs of
+    # their own, the sweeps in chunks between updates of the bar.
+    _classify_gibbs_start_fn = tf.function(_classify_gibbs_start, reduce_retracing=True)
+    _generate_start_fn = tf.function(_generate_start, reduce_retracing=True)
+    _generate_end_fn = tf.function(_generate_end, reduce_retracing=True)
+    _sample_start_fn = tf.function(_sample_start, reduce_retracing=True)
+    _sample_sweeps_fn = tf.function(_sample_sweeps, reduce_retracing=True)
 
     def call(self, inputs):
         """Top-RBM hidden means given visible rows (labels, if any, set to zero)."""

@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfboltz import centering as centering_lib
-from tfboltz import classifier, distribute, samplers, validation
+from tfboltz import classifier, distribute, progress, samplers, validation
 from tfboltz import units as units_lib
 from tfboltz.energy_model import EnergyModel
 from tfboltz.precision import MATMUL_DTYPES, matmul
@@ -626,7 +626,8 @@ class RBM(EnergyModel):
     def _reconstruct_fn(self, v):
         return self.visible_layer.mean(self.visible_input(self.call(v)))
 
-    def sample(self, n=None, steps=1000, init=None, clamp=None, seed=None, means=True):
+    def sample(self, n=None, steps=1000, init=None, clamp=None, seed=None, means=True,
+               verbose="auto"):
         """Draw visible samples by block Gibbs sampling.
 
         Args:
@@ -642,25 +643,46 @@ class RBM(EnergyModel):
                 one from `sampling_seed_generator`, never from the training generator.
             means: return the final visible means (probabilities for binary units,
                 smoother to look at) rather than the sampled states.
+            verbose: "auto" (a progress bar on a terminal or in a notebook), 0 or 1
+                (see `tfboltz.progress`); the samples are the same either way.
 
         Returns:
             numpy array ``(n, n_visible)``.
         """
         steps = validation.positive_int("steps", steps) if steps else 0
         n, init, mask = self._sampling_request(n, init, clamp)
+        verbose = progress.resolve_verbose(verbose)
         seed = sampling_seed(seed, self.sampling_seed_generator)
         v0 = (np.zeros((n, self.n_visible), "float32") if init is None else init)
-        out = self._sample_fn(v0, mask, tf.constant(steps), seed, init is None, bool(means))
-        return out.numpy()
+        if not verbose:
+            out = self._sample_fn(v0, mask, tf.constant(steps), seed, init is None,
+                                  bool(means))
+            return out.numpy()
+        chains = progress.run_sweeps(
+            lambda chains, sweeps: self._sample_sweeps_fn(chains, mask, sweeps, seed),
+            self._sample_start_fn(v0, seed, init is None), steps, verbose)
+        return self._sample_end(chains, bool(means)).numpy()
 
     @tf.function(reduce_retracing=True)
     def _sample_fn(self, v0, mask, steps, seed, from_noise, means):
         """`steps` Gibbs sweeps from `v0` (or from noise), the units where `mask` is 1
         clamped to `v0`: a pure function of its inputs and the int64 `seed` (draw j
         uses ``[seed, j]``), shared by `sample` and the exported SavedModel."""
+        chains = self._sample_sweeps(self._sample_start(v0, seed, from_noise), mask, steps,
+                                     seed)
+        return self._sample_end(chains, means)
+
+    def _sample_start(self, v0, seed, from_noise):
+        """The chains of `_sample_fn` before its first sweep: ``(v0, count, v,
+        v_mean)``, with `count` the index of the next draw of `seed`."""
         stream = SeedStream(seed)
         if from_noise:
             v0 = self.visible_layer.sample(tf.zeros_like(v0), stream)
+        return v0, stream.count, v0, v0
+
+    def _sample_sweeps(self, chains, mask, steps, seed):
+        """`steps` Gibbs sweeps of the chains of `_sample_start`."""
+        v0, count, v, v_mean = chains
 
         def body(i, count, v, v_mean):
             draws = SeedStream(seed, count)
@@ -670,6 +692,15 @@ class RBM(EnergyModel):
             v_mean = mask * v0 + (1.0 - mask) * v_mean
             return i + 1, draws.count, v, v_mean
 
-        _, _, v, v_mean = tf.while_loop(lambda i, *_: i < steps, body,
-                                        (tf.constant(0, steps.dtype), stream.count, v0, v0))
-        return v_mean if means else v
+        _, count, v, v_mean = tf.while_loop(lambda i, *_: i < steps, body,
+                                            (tf.constant(0, steps.dtype), count, v, v_mean))
+        return v0, count, v, v_mean
+
+    @staticmethod
+    def _sample_end(chains, means):
+        return chains[3] if means else chains[2]
+
+    # `sample` with a progress bar runs these as graphs of their own, the sweeps in
+    # chunks between updates of the bar.
+    _sample_start_fn = tf.function(_sample_start, reduce_retracing=True)
+    _sample_sweeps_fn = tf.function(_sample_sweeps, reduce_retracing=True)

@@ -1,4 +1,9 @@
-"""Figures as PNG files (matplotlib, no display needed)."""
+"""Figures as PNG files (matplotlib, no display needed).
+
+The figures are drawn on `matplotlib.figure.Figure` objects of their own, not through
+pyplot: no window opens, and the backend of a notebook or an application is left as
+it was.
+"""
 
 import numpy as np
 
@@ -23,20 +28,14 @@ def tile_images(images, image_shape, n_cols=None, pad=1):
 
 def save_image_grid(images, path, image_shape, n_cols=None, title=None):
     """Save rows of `images` (each reshaped to `image_shape`) as one PNG grid at `path`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     grid = tile_images(images, image_shape, n_cols=n_cols)
-    fig, ax = plt.subplots(figsize=(6, 6 * grid.shape[0] / grid.shape[1]), dpi=100)
+    fig = _figure(figsize=(6, 6 * grid.shape[0] / grid.shape[1]))
+    ax = fig.subplots()
     ax.imshow(grid, cmap="gray", interpolation="nearest")
     ax.set_axis_off()
     if title:
         ax.set_title(title)
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_filters(kernel, path, image_shape=(28, 28), n=100, title=None):
@@ -45,19 +44,14 @@ def plot_filters(kernel, path, image_shape=(28, 28), n=100, title=None):
     return save_image_grid(kernel[:, :n].T, path, image_shape, title=title)
 
 
-def _pyplot():
-    import matplotlib
+def _figure(figsize):
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=figsize, dpi=100)
 
 
 def _save(fig, path):
-    plt = _pyplot()
     fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -126,8 +120,8 @@ def plot_history(history, path, keys=None, title=None):
                    for k in rows[0] if k != "epoch"}
         history = {k: v for k, v in history.items() if not np.all(np.isnan(v))}
     keys = [k for k in (keys or history) if not k.startswith("val_")]
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), dpi=100, squeeze=False)
+    fig = _figure(figsize=(4 * len(keys), 3))
+    axes = fig.subplots(1, len(keys), squeeze=False)
     for ax, key in zip(axes[0], keys):
         ax.plot(np.arange(1, len(history[key]) + 1), history[key], label="train")
         if f"val_{key}" in history:
@@ -148,8 +142,8 @@ def plot_ais_betas(n_betas, estimates, path, title=None):
         n_betas: the numbers of betas.
         estimates: one `tfboltz.ais.LogPartitionEstimate` per entry of `n_betas`.
     """
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
+    fig = _figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     z = np.array([e.log_z for e in estimates])
     lo = np.array([e.log_z_low if np.isfinite(e.log_z_low) else e.log_z for e in estimates])
     hi = np.array([e.log_z_high for e in estimates])

@@ -66,7 +66,8 @@ Card schema (every key required; `register` and loading check it):
 - ``recipe``: ``{"script": "scripts/....py", "args": [str, ...]}``;
 - ``files``: list of ``{"name", "sha256" (64 hex digits), "size" (bytes), "url"}``,
   the first one the ``.weights.h5`` file; ``url`` is an http(s) URL ending in the
-  file name, or ``""`` for a preset that exists only on disk; empty only when
+  file name, or ``""`` for a file with no download location (one that ships with
+  tfboltz, or a preset that exists only on disk); ``files`` is empty only when
   ``weights_published`` is false; ``weights_published`` (bool);
 - ``parameters`` (int): trainable parameters (weights and biases);
 - ``metrics``: list of ``{"name", "value", "unit", "command"}``;
@@ -87,7 +88,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import keras
 import numpy as np
 
 CARDS_PACKAGE = "tfboltz.zoo_cards"
@@ -425,6 +425,56 @@ def model_path(name, cache_dir=None):
     return str(shipped if shipped is not None and not path.exists() else path)
 
 
+def weights_source(name, cache_dir=None, verify=True):
+    """Where `from_preset(name)` takes the weights file from, without loading it.
+
+    The rules of `from_preset`: the file in the weights directory (see
+    `weights_dir`) if it is there, else the one an installed tfboltz ships, else a
+    download from the card's URL (or ``$TFBOLTZ_BASE_URL``).
+
+    Example::
+
+        tb.zoo.weights_source("mnist_dbm")
+        # {'source': 'package', 'location': '.../tfboltz/zoo_weights/mnist_dbm.weights.h5',
+        #  'verified': True}
+
+    Args:
+        name: a name from `list_models()`.
+        cache_dir: overrides the weights directory (see `weights_dir`).
+        verify: check the size and full sha256 of a file in place.
+
+    Returns:
+        dict with ``source``: "checkout" (a source checkout's ``pretrained/``),
+        "cache" (the weights directory: `cache_dir`, ``$TFBOLTZ_MODELS`` or
+        ``~/.cache/tfboltz/models``), "package" (the package data of an installed
+        tfboltz), "download" (found nowhere: it would be downloaded), "missing"
+        (found nowhere and no URL to download it from) or "unpublished";
+        ``location``, the file's path or the URL ("" when there is none); and
+        ``verified``, whether the file in place matches the card (None when there is
+        no file or `verify` is False).
+
+    Raises:
+        ValueError: unknown name.
+    """
+    card = get_card(name)
+    if not card["weights_published"]:
+        return {"source": "unpublished", "location": "", "verified": None}
+    entry = card["files"][0]
+    directory = weights_dir(cache_dir)
+    path = directory / entry["name"]
+    if path.exists():
+        source = ("checkout" if cache_dir is None and not os.environ.get(MODELS_DIR_ENV)
+                  and directory == _REPO_ROOT / "pretrained" else "cache")
+    else:
+        path, source = _shipped_file(entry["name"]), "package"
+    if path is not None:
+        return {"source": source, "location": str(path),
+                "verified": _verified(path, entry) if verify else None}
+    base_url = os.environ.get(BASE_URL_ENV)
+    url = base_url.rstrip("/") + "/" + entry["name"] if base_url else entry["url"]
+    return {"source": "download" if url else "missing", "location": url, "verified": None}
+
+
 def _sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -602,6 +652,9 @@ def list_presets(cls=None):
     """
     if cls is None:
         return list_models()
+    _load_models()
+    import keras
+
     return [name for name, card in sorted(_cards().items())
             if _is_subclass(keras.saving.get_registered_object(card["registered_name"]), cls)]
 
@@ -610,8 +663,20 @@ def _is_subclass(candidate, cls):
     return isinstance(candidate, type) and issubclass(candidate, cls)
 
 
+def _load_models():
+    """Load the whole package (TensorFlow first, quietly), whose models register their
+    classes with Keras: a program may have imported this module alone (as the
+    `tfboltz` command does, to list the zoo without TensorFlow)."""
+    import tfboltz
+
+    tfboltz.load_all()
+
+
 def _model_class(card):
     """The class a card names, resolved through Keras's registry of serializables."""
+    _load_models()
+    import keras
+
     model_class = keras.saving.get_registered_object(card["registered_name"])
     if not isinstance(model_class, type):
         raise ValueError(
@@ -717,6 +782,9 @@ def _weights_file(card, registered, beside, cache_dir):
 def _from_keras_file(path, cls, load_weights):
     if not path.is_file():
         raise FileNotFoundError(f"No such model file: {path}")
+    _load_models()
+    import keras
+
     model = keras.saving.load_model(path, compile=False)
     if cls is not None and not isinstance(model, cls):
         raise _wrong_class(str(path), type(model), cls)
@@ -819,6 +887,8 @@ def _variable_layout(model):
 
 def _same_variables(model, other):
     """Whether two models hold the same variables, in order, bit for bit."""
+    import keras
+
     if _variable_layout(model) != _variable_layout(other):
         return False
     for a, b in zip(model.weights, other.weights):
@@ -867,6 +937,8 @@ def save_preset(model, directory, card):
         ValueError: the model's class is not registered, the model rebuilt from its
             config has other variables, or the completed card is invalid.
     """
+    import keras
+
     registered_name = keras.saving.get_registered_name(type(model))
     if ">" not in registered_name:
         raise ValueError("Expected a model whose class is registered with "
