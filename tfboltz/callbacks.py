@@ -53,10 +53,14 @@ class MomentumScheduler(keras.callbacks.Callback):
     """Sets the momentum of a Keras `SGD` optimizer at the start of each epoch.
 
     Keras bakes an SGD momentum into the compiled train function, so a change of
-    value retraces it once (a second or so); constant stretches cost nothing.
+    value retraces it once (a second or so); constant stretches cost nothing. A
+    tfboltz model compiled with its default optimizer gets one of these from `fit`
+    (`EnergyModel.default_schedules`: 0.5 for 5 epochs, then 0.9), unless the
+    callbacks passed to `fit` hold one already.
 
     Args:
-        schedule: function ``epoch (0-based) -> momentum``, or a list.
+        schedule: function ``epoch (0-based) -> momentum``, or a list (the last entry
+            holds for later epochs); each value in [0, 1], as Keras's `SGD` takes.
 
     Example:
         >>> MomentumScheduler(lambda e: 0.5 if e < 5 else 0.9)  # Hinton's guide
@@ -68,6 +72,9 @@ class MomentumScheduler(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         value = validation.non_negative_float("momentum", _value(self.schedule, epoch))
+        if value > 1:
+            raise ValueError("Invalid value received for argument `momentum`. Expected a "
+                             f"float in [0, 1]. Received: momentum={value!r}")
         optimizer = self.model.optimizer
         if not hasattr(optimizer, "momentum"):
             raise ValueError(

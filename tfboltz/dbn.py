@@ -514,7 +514,8 @@ class DBN(EnergyModel):
         self._prepare_fit()
         self.diverged_at.assign(-1)
         return keras.Model.fit(self, x, y, batch_size=batch_size, epochs=epochs,
-                               callbacks=[DivergenceGuard(), *(callbacks or [])], **kwargs)
+                               callbacks=[DivergenceGuard(), *self.default_schedules(callbacks),
+                                          *(callbacks or [])], **kwargs)
 
     def train_step(self, data):
         x, y = data[0], data[1]
