@@ -10,7 +10,7 @@ from tfboltz import mean_field as mean_field_lib
 from tfboltz import units as units_lib
 from tfboltz.energy_model import EnergyModel
 from tfboltz.precision import MATMUL_DTYPES, matmul
-from tfboltz.samplers import SeedStream, sampling_seed
+from tfboltz.samplers import SeedStream
 
 VISIBLE_TYPES = (units_lib.BernoulliUnits, units_lib.GaussianUnits)
 TOP_TYPES = (units_lib.BernoulliUnits, units_lib.SoftmaxUnits)
@@ -469,11 +469,8 @@ class DBM(EnergyModel):
         Returns:
             numpy array ``(n, n_visible)``.
         """
-        steps = validation.positive_int("steps", steps)
-        n, init, mask = self._sampling_request(n, init, clamp)
-        verbose = progress.resolve_verbose(verbose)
-        seed = sampling_seed(seed)
-        v0 = np.zeros((n, self.n_visible), "float32") if init is None else init
+        steps, n, v0, mask, seed, verbose = self._sampling_arguments(
+            n, steps, init, clamp, seed, verbose, min_steps=1)
         if not verbose:
             out = self._sample_fn(v0, mask, tf.constant(steps), seed, init is None,
                                   bool(means))

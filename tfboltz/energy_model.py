@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfboltz import classifier, distribute, pipeline, serving, validation, zoo
+from tfboltz import classifier, distribute, pipeline, progress, samplers, serving, validation, zoo
 from tfboltz.callbacks import MomentumScheduler
 
 #: Bound on ``learning_rate * sum|gradient|`` for a step to be applied.
@@ -391,6 +391,21 @@ class EnergyModel(keras.Model):
         if distribute.is_distributed(self.distribute_strategy) and self.steps_per_execution > 1:
             self.steps_per_execution = 1
             self.train_function = None
+
+    def _sampling_arguments(self, n, steps, init, clamp, seed, verbose, generator=None,
+                            min_steps=0):  # min_steps: 0 or 1
+        """Check the arguments every model's `sample` takes, before anything runs.
+
+        Returns ``(steps, n, v0, mask, seed tensor, verbose)``; `v0` is `init`, or zeros
+        when the chains start from noise (``init is None``).
+        """
+        steps = (validation.positive_int("steps", steps) if min_steps
+                 else validation.non_negative_int("steps", steps))
+        n, init, mask = self._sampling_request(n, init, clamp)
+        verbose = progress.resolve_verbose(verbose)
+        seed = samplers.sampling_seed(seed, generator)
+        v0 = np.zeros((n, self.n_visible), "float32") if init is None else init
+        return steps, n, v0, mask, seed, verbose
 
     def _sampling_request(self, n, init, clamp):
         """Check the arguments of `sample`: returns ``(n, init rows or None, clamp mask

@@ -9,7 +9,7 @@ from tfboltz import classifier, distribute, progress, samplers, validation
 from tfboltz import units as units_lib
 from tfboltz.energy_model import EnergyModel
 from tfboltz.precision import MATMUL_DTYPES, matmul
-from tfboltz.samplers import SeedStream, sampling_seed
+from tfboltz.samplers import SeedStream
 
 LEARNING_RULES = ("cd", "pcd", "pt")
 #: Unit types whose tempered conditionals parallel tempering can draw from.
@@ -649,11 +649,8 @@ class RBM(EnergyModel):
         Returns:
             numpy array ``(n, n_visible)``.
         """
-        steps = validation.positive_int("steps", steps) if steps else 0
-        n, init, mask = self._sampling_request(n, init, clamp)
-        verbose = progress.resolve_verbose(verbose)
-        seed = sampling_seed(seed, self.sampling_seed_generator)
-        v0 = (np.zeros((n, self.n_visible), "float32") if init is None else init)
+        steps, n, v0, mask, seed, verbose = self._sampling_arguments(
+            n, steps or 0, init, clamp, seed, verbose, self.sampling_seed_generator)
         if not verbose:
             out = self._sample_fn(v0, mask, tf.constant(steps), seed, init is None,
                                   bool(means))
