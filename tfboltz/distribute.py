@@ -60,10 +60,6 @@ class ReplicaSeed(keras.random.SeedGenerator):
         self.base = base
         self.replica_id = replica_id
 
-    @property
-    def state(self):
-        return self.base.state
-
     def next(self, ordered=True):
         seed = self.base.next(ordered)
         offset = tf.cast(self.replica_id, seed.dtype) * tf.constant(1_000_003, seed.dtype)
