@@ -62,11 +62,11 @@ def main(argv=None):
     dbm.mean_field_tol = 0.0
     t0 = time.time()
     # The ELBO is -E(x, mu) + H(mu) - log Z: compute its log Z-free part once.
-    bound_test = tb.ais.elbo(dbm, x_test, 0.0, n_iter=args.n_mean_field)
-    bound_train = tb.ais.elbo(dbm, x_train[:10000], 0.0, n_iter=args.n_mean_field)
+    bound_test = tb.ais.elbo(dbm, x_test, 0.0, n_mean_field=args.n_mean_field)
+    bound_train = tb.ais.elbo(dbm, x_train[:10000], 0.0, n_mean_field=args.n_mean_field)
     t_elbo = time.time() - t0
     t0 = time.time()
-    summed_test = (tb.ais.elbo(dbm, x_test, 0.0, n_iter=args.n_mean_field, sum_out_top=True,
+    summed_test = (tb.ais.elbo(dbm, x_test, 0.0, n_mean_field=args.n_mean_field, sum_out_top=True,
                                n_samples=args.top_draws, seed=0)
                    if args.top_draws else None)
     t_summed = time.time() - t0

@@ -75,7 +75,7 @@ def main(argv=None):
     else:
         state = {"args": {k: str(v) for k, v in vars(args).items()}, "epochs_done": 0,
                  "pretrain_seconds": None, "updown_seconds": 0.0, "test_error": {}}
-        dbn = tb.DBN(args.layer_sizes, n_labels=10, k=args.k, l2=args.l2, seed=args.seed)
+        dbn = tb.DBN(args.layer_sizes, num_classes=10, k=args.k, l2=args.l2, seed=args.seed)
         t0 = time.time()
         epochs = args.pretrain_epochs
         tb.pretrain_dbn(dbn, x, y, epochs=epochs[0] if len(epochs) == 1 else epochs,

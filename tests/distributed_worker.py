@@ -113,7 +113,7 @@ def stochastic_run(strategy):
     out["dbm_pt_particle_rows"] = [int(p.shape[0]) for p in dbm_pt.particles]
     out["dbm_pt_swap_rate"] = [float(v) for v in hist.history["swap_rate"]]
     with strategy.scope():
-        dbn = tb.DBN([64, 24, 32], n_labels=10, seed=1)
+        dbn = tb.DBN([64, 24, 32], num_classes=10, seed=1)
     tb.pretrain_dbn(dbn, x, y, epochs=1, batch_size=BATCH, verbose=0)
     before = dbn.rec_kernels[0].numpy()
     dbn.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)

@@ -41,7 +41,7 @@ def run_model_test(make_model, x, y=None, tmp_path=None, golden=None, train=True
 
 
 def _labels_args(model, y):
-    return (y,) if isinstance(model, tb.DBN) and model.n_labels else ()
+    return (y,) if isinstance(model, tb.DBN) and model.num_classes else ()
 
 
 def check_config_round_trip(model):
@@ -140,5 +140,5 @@ def check_export(model, x, tmp_path):
         means = served.mean_field(x)
         _close([means[f"layer_{i}"] for i in range(1, len(model.layer_sizes))],
                model.mean_field(x)[1:])
-    if isinstance(model, tb.DBN) and model.n_labels:
+    if isinstance(model, tb.DBN) and model.num_classes:
         _close(served.classify(x), model.classify(x))

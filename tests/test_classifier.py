@@ -117,7 +117,7 @@ def test_dropout_per_dense_layer():
     rates = {layer.name: layer.rate for layer in clf.layers
              if isinstance(layer, keras.layers.Dropout)}
     assert rates == {"hidden_1_dropout": 0.2, "output_dropout": 0.5}
-    clf = tb.DBN([6, 5, 4], n_labels=2).to_sequential(3, dropout=0.1)
+    clf = tb.DBN([6, 5, 4], num_classes=2).to_sequential(3, dropout=0.1)
     assert sum(isinstance(layer, keras.layers.Dropout) for layer in clf.layers) == 3
     with pytest.raises(ValueError, match="without copied units"):
         tb.RBM(6, 4, visible_copies=2).to_sequential(3)

@@ -84,7 +84,7 @@ def test_every_figure_is_a_non_empty_png(tmp_path, digits):
     x, y = digits
     dbm = tb.DBM([64, 12, 8], seed=0)
     tb.pretrain_dbm(dbm, x, epochs=2, verbose=0)
-    dbn = tb.DBN([64, 16, 12], n_labels=10, seed=0)
+    dbn = tb.DBN([64, 16, 12], num_classes=10, seed=0)
     tb.pretrain_dbn(dbn, x, y, epochs=2, verbose=0)
     rbm = tb.RBM(64, 16, learning="pcd", seed=0)
     hist = rbm.fit(x, epochs=2, validation_data=x[:200], verbose=0)
@@ -159,7 +159,7 @@ def test_progress_bars_show_the_same_samples(digits, capsys):
     x, _ = digits
     rbm = tb.RBM(64, 12, seed=0)
     dbm = tb.DBM([64, 16, 8], n_chains=10, seed=0)
-    dbn = tb.DBN([64, 16, 12], n_labels=10, seed=0)
+    dbn = tb.DBN([64, 16, 12], num_classes=10, seed=0)
     deep_dbn = tb.DBN([64, 16, 12, 8], seed=0)
     clamp = np.arange(64) < 32
     draws = {

@@ -42,7 +42,7 @@ def test_exact_log_z_matches_brute_force(sizes):
 def test_mean_field_reaches_the_numpy_fixed_point():
     dbm = _random_dbm([6, 5, 4], std=0.5)
     v = (np.random.default_rng(1).random((8, 6)) < 0.5).astype("float32")
-    means = dbm.mean_field(v, n_iter=200, tol=1e-7)
+    means = dbm.mean_field(v, n_mean_field=200, tol=1e-7)
     w1, w2 = (w.numpy().astype(np.float64) for w in dbm.kernels)
     b1, b2 = (layer.bias.numpy().astype(np.float64) for layer in dbm.unit_layers[1:])
     sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
@@ -51,7 +51,7 @@ def test_mean_field_reaches_the_numpy_fixed_point():
     np.testing.assert_allclose(mu1, sig(v @ w1 + mu2 @ w2.T + b1), atol=1e-5)
     np.testing.assert_allclose(mu2, sig(mu1 @ w2 + b2), atol=1e-5)
     # and the residual shrinks with the number of iterations
-    coarse = dbm.mean_field(v, n_iter=1, tol=0.0)
+    coarse = dbm.mean_field(v, n_mean_field=1, tol=0.0)
     assert np.abs(coarse[1] - mu1).max() > np.abs(means[1] - mu1).max()
 
 
@@ -172,7 +172,7 @@ def test_elbo_is_a_lower_bound_that_tightens_with_mean_field():
     log_z = tb.ais.exact_log_partition(dbm)
     gaps = []
     for n_iter in (1, 3, 30):
-        bound = tb.ais.elbo(dbm, x, log_z, n_iter=n_iter)
+        bound = tb.ais.elbo(dbm, x, log_z, n_mean_field=n_iter)
         assert np.all(bound <= exact + 1e-5)
         gaps.append(np.mean(exact - bound))
     assert gaps[0] > gaps[1] > gaps[2] >= 0, gaps
@@ -183,10 +183,10 @@ def test_elbo_with_the_top_layer_summed_out_is_tighter_and_still_a_bound():
     x = (np.random.default_rng(0).random((50, 8)) < 0.5).astype("float32")
     exact = _exact_log_p(dbm, x.astype(np.float64))
     log_z = tb.ais.exact_log_partition(dbm)
-    mean_field = tb.ais.elbo(dbm, x, log_z, n_iter=30)
-    summed = tb.ais.elbo(dbm, x, log_z, n_iter=30, sum_out_top=True, n_samples=4000)
+    mean_field = tb.ais.elbo(dbm, x, log_z, n_mean_field=30)
+    summed = tb.ais.elbo(dbm, x, log_z, n_mean_field=30, sum_out_top=True, n_samples=4000)
     # The bound itself, by enumerating the 64 states of h1 under q(h1) = Bernoulli(mu1).
-    mu = dbm.mean_field(x, n_iter=30)[1].astype(np.float64)
+    mu = dbm.mean_field(x, n_mean_field=30)[1].astype(np.float64)
     w1, w2 = (w.numpy().astype(np.float64) for w in dbm.kernels)
     b0, b1, b2 = (layer.bias.numpy().astype(np.float64) for layer in dbm.unit_layers)
     h1 = dbm.unit_layers[1].states().astype(np.float64)
@@ -199,7 +199,7 @@ def test_elbo_with_the_top_layer_summed_out_is_tighter_and_still_a_bound():
     # 4,000 draws: Monte Carlo error at most 0.04 nats per example seen; 0.1 allowed.
     np.testing.assert_allclose(summed, bound, atol=0.1)
     assert abs(np.mean(summed - bound)) < 0.02
-    again = tb.ais.elbo(dbm, x, log_z, n_iter=30, sum_out_top=True, n_samples=4000)
+    again = tb.ais.elbo(dbm, x, log_z, n_mean_field=30, sum_out_top=True, n_samples=4000)
     np.testing.assert_array_equal(summed, again)  # seeded
 
 
@@ -207,8 +207,8 @@ def test_elbo_with_the_top_layer_summed_out_is_tighter_and_still_a_bound():
 def test_elbo_with_the_top_layer_summed_out_for_deeper_models(top):
     dbm = _random_dbm([8, 5, 4, 3], top=top, std=1.0, seed=4)
     x = (np.random.default_rng(1).random((40, 8)) < 0.5).astype("float32")
-    mean_field = tb.ais.elbo(dbm, x, 0.0, n_iter=30)
-    summed = tb.ais.elbo(dbm, x, 0.0, n_iter=30, sum_out_top=True, n_samples=2000)
+    mean_field = tb.ais.elbo(dbm, x, 0.0, n_mean_field=30)
+    summed = tb.ais.elbo(dbm, x, 0.0, n_mean_field=30, sum_out_top=True, n_samples=2000)
     assert summed.shape == (40,) and np.all(np.isfinite(summed))
     assert np.mean(summed) > np.mean(mean_field)
 
@@ -260,7 +260,7 @@ def test_pretraining_helps_the_joint_model(digits):
     x, _ = digits
 
     def recon_error(dbm):
-        means = dbm.mean_field(x, n_iter=30)
+        means = dbm.mean_field(x, n_mean_field=30)
         recon = dbm.unit_layers[0].mean(dbm.layer_input([np.asarray(m) for m in means], 0))
         return float(np.mean((x - recon.numpy()) ** 2))
 

@@ -10,7 +10,7 @@ import tfboltz as tb
 @pytest.fixture(scope="module")
 def trained(digits):
     x, y = digits
-    dbn = tb.DBN([64, 48, 32, 64], n_labels=10, seed=0)
+    dbn = tb.DBN([64, 48, 32, 64], num_classes=10, seed=0)
     hist = tb.pretrain_dbn(dbn, x[:1500], y[:1500], epochs=[15, 15, 25], batch_size=50,
                            optimizer=lambda: keras.optimizers.SGD(0.05, momentum=0.5),
                            verbose=0)
@@ -103,9 +103,9 @@ def test_sequential_classifier_reproduces_the_up_pass(trained, digits):
 def test_bad_input():
     with pytest.raises(ValueError, match="at least one hidden"):
         tb.DBN([64])
-    with pytest.raises(ValueError, match="n_labels"):
-        tb.DBN([64, 8], n_labels=1)
-    dbn = tb.DBN([64, 8, 6], n_labels=3)
+    with pytest.raises(ValueError, match="num_classes"):
+        tb.DBN([64, 8], num_classes=1)
+    dbn = tb.DBN([64, 8, 6], num_classes=3)
     x = np.zeros((10, 64), "float32")
     with pytest.raises(ValueError, match="Expected `y`"):
         tb.pretrain_dbn(dbn, x, np.full(10, 3), epochs=1, verbose=0)

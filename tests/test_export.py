@@ -62,7 +62,7 @@ def dbm():
 
 @pytest.fixture(scope="module")
 def dbn():
-    return _randomized(tb.DBN([64, 32, 16], n_labels=10, seed=0))
+    return _randomized(tb.DBN([64, 32, 16], num_classes=10, seed=0))
 
 
 def _check_shared_endpoints(model, served, x, mask):

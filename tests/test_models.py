@@ -28,7 +28,7 @@ FACTORIES = {
     "dbm_tempered_centered": lambda: tb.DBM([64, 16, 8], n_chains=4, n_temperatures=3,
                                             centering=True, seed=0),
     "dbn": lambda: tb.DBN([64, 16, 8], seed=0),
-    "dbn_labels": lambda: tb.DBN([64, 16, 12], n_labels=10, seed=0),
+    "dbn_labels": lambda: tb.DBN([64, 16, 12], num_classes=10, seed=0),
 }
 
 
@@ -234,3 +234,40 @@ def test_a_one_device_mirrored_strategy_trains_as_no_strategy(digits):
             if isinstance(model, tb.RBM):
                 np.testing.assert_allclose(model.kernel.numpy(), plain.kernel.numpy(),
                                            atol=1e-6)
+
+
+def test_old_argument_names_still_work_with_a_deprecation_warning(digits):
+    # `n_iter` became `n_mean_field` and the DBN's `n_labels` became `num_classes`,
+    # the names the constructors and `to_sequential` use.
+    x = digits[0][:20]
+    dbm = tb.DBM([64, 12, 8], seed=0)
+    dbm.init_from_data(x)
+    with pytest.warns(DeprecationWarning, match="`n_iter` is now called `n_mean_field`"):
+        old = dbm.mean_field(x, n_iter=2, tol=0.0)
+    new = dbm.mean_field(x, n_mean_field=2, tol=0.0)
+    for a, b in zip(old, new):
+        np.testing.assert_array_equal(a, b)
+    with pytest.warns(DeprecationWarning):
+        np.testing.assert_array_equal(dbm.reconstruct(x, n_iter=2),
+                                      dbm.reconstruct(x, n_mean_field=2))
+    with pytest.warns(DeprecationWarning):
+        old_bound = tb.ais.elbo(dbm, x, 0.0, n_iter=2)
+    np.testing.assert_array_equal(old_bound, tb.ais.elbo(dbm, x, 0.0, n_mean_field=2))
+    with pytest.raises(TypeError, match="both `n_mean_field` and its old name `n_iter`"):
+        dbm.mean_field(x, n_mean_field=2, n_iter=2)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'n_iterations'"):
+        dbm.mean_field(x, n_iterations=2)
+
+    with pytest.warns(DeprecationWarning, match="`n_labels` is now called `num_classes`"):
+        dbn = tb.DBN([64, 16, 12], n_labels=10, seed=0)
+    assert dbn.num_classes == 10 and dbn.get_config()["num_classes"] == 10
+    config = dbn.get_config()
+    config["n_labels"] = config.pop("num_classes")  # a file saved before the rename
+    with pytest.warns(DeprecationWarning):
+        assert tb.DBN.from_config(config).num_classes == 10
+
+    aug = tb.classifier.MeanFieldAugmentation.from_dbm(dbm, n_mean_field=3)
+    config = aug.get_config()
+    assert config["n_mean_field"] == 3
+    config["n_iter"] = config.pop("n_mean_field")
+    assert type(aug).from_config(config).n_mean_field == 3

@@ -341,7 +341,7 @@ def test_check_mean_field_inits_script(tmp_path, digits_as_mnist):
     assert result["model_mean_field"] == pytest.approx(
         float(tb.ais.elbo(dbm, x_test, 0.0).mean()), abs=1e-4)
     # the script's sweeps from the bottom-up pass are the library's mean-field, no tolerance
-    means = [tf.constant(m) for m in dbm.mean_field(x_test, n_iter=30, tol=0.0)]
+    means = [tf.constant(m) for m in dbm.mean_field(x_test, n_mean_field=30, tol=0.0)]
     assert result["bottom-up pass"]["mean"] == pytest.approx(
         float(tb.ais.mean_field_bound(dbm, means).mean()), abs=1e-4)
     assert set(result) >= {"constant 0", "constant 0.5", "constant 1", "uniform, seed 0"}
@@ -352,7 +352,7 @@ def test_check_mean_field_inits_script(tmp_path, digits_as_mnist):
     by_n = by_n["bottom-up pass, by iterations"]
     assert list(by_n) == ["1", "2", "30"]
     assert by_n["30"] == pytest.approx(result["bottom-up pass"]["mean"], abs=1e-5)
-    means = [tf.constant(m) for m in dbm.mean_field(x_test, n_iter=2, tol=0.0)]
+    means = [tf.constant(m) for m in dbm.mean_field(x_test, n_mean_field=2, tol=0.0)]
     assert by_n["2"] == pytest.approx(float(tb.ais.mean_field_bound(dbm, means).mean()), abs=1e-4)
     for bad in (["--n-iter", "0"], ["--n-rows", "0"], ["--n-random", "-1"],
                 ["--iterations", "5", "0"]):

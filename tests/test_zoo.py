@@ -556,7 +556,7 @@ def test_committed_mnist_dbm_golden_outputs():
     dbm = zoo.load("mnist_dbm")
     x = np.stack([np.zeros(784, "float32"),
                   (np.random.default_rng(0).random(784) < 0.13).astype("float32")])
-    means = dbm.mean_field(x, n_iter=30, tol=0.0)
+    means = dbm.mean_field(x, n_mean_field=30, tol=0.0)
     np.testing.assert_allclose(means[1].sum(1), [226.40138, 193.46533], rtol=1e-4)
     np.testing.assert_allclose(means[2].sum(1), [98.73027, 108.22832], rtol=1e-4)
     np.testing.assert_allclose(means[2][1, :3], [0.03300435, 0.01436389, 0.03837834],

@@ -469,8 +469,8 @@ def exact_log_partition(model, side=None, chunk=65536):
     return float(tf.reduce_logsumexp(tf.concat(terms, 0)).numpy())
 
 
-def elbo(model, x, log_z, n_iter=None, sum_out_top=False, n_samples=100, seed=0,
-         batch_size=1000):
+def elbo(model, x, log_z, n_mean_field=None, sum_out_top=False, n_samples=100, seed=0,
+         batch_size=1000, **kwargs):
     """Per-example variational lower bound on log p(x) of a DBM (nats, numpy).
 
     ``-E(x, mu) + H(mu) - log Z`` with ``mu`` the mean-field posterior of the hidden
@@ -495,12 +495,14 @@ def elbo(model, x, log_z, n_iter=None, sum_out_top=False, n_samples=100, seed=0,
         model: a `DBM`.
         x: visible rows.
         log_z: a float or a `LogPartitionEstimate`.
-        n_iter: mean-field iterations (default: the model's `n_mean_field`).
+        n_mean_field: mean-field iterations (default: the model's `n_mean_field`;
+            ``n_iter``, its old name, still works with a `DeprecationWarning`).
         sum_out_top: sum the top layer out (see above).
         n_samples: draws of ``h_{L-1}`` per example for ``sum_out_top``.
         seed: integer seed of those draws.
         batch_size: rows per batch for ``sum_out_top``.
     """
+    n_mean_field = validation.renamed(kwargs, "n_iter", "n_mean_field", n_mean_field, "elbo")
     if not isinstance(model, DBM):
         raise ValueError(f"Expected a DBM for the ELBO. Received: {type(model).__name__}")
     if sum_out_top:
@@ -511,7 +513,7 @@ def elbo(model, x, log_z, n_iter=None, sum_out_top=False, n_samples=100, seed=0,
         if not isinstance(below, units_lib.BernoulliUnits):
             raise ValueError("Expected Bernoulli units below the top layer to sum the top "
                              f"layer out. Received: {type(below).__name__}")
-    means = [tf.constant(m) for m in model.mean_field(x, n_iter=n_iter)]
+    means = [tf.constant(m) for m in model.mean_field(x, n_mean_field=n_mean_field)]
     if not sum_out_top:
         return mean_field_bound(model, means) - float(log_z)
     # With the top layer summed out, q covers the layers below it only.

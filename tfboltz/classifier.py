@@ -48,21 +48,25 @@ class MeanFieldAugmentation(keras.layers.Layer):
     its second hidden layer.
 
     The layer carries its own (frozen) copy of the DBM's weights and runs
-    `n_iter` mean-field iterations at most, stopping early once no mean moves by more
+    `n_mean_field` mean-field iterations at most, stopping early once no mean moves by more
     than `tol`, exactly as `DBM.mean_field` does.
 
     Args:
         layer_sizes: the DBM's layer sizes.
         visible: the DBM's visible units (a units layer or its serialized config).
         top: the DBM's top units.
-        n_iter: mean-field iterations at most.
+        n_mean_field: mean-field iterations at most (``n_iter``, its old name, still
+            works, as do files saved with it).
         tol: convergence tolerance.
     """
 
-    def __init__(self, layer_sizes, visible, top, n_iter=10, tol=1e-5, **kwargs):
+    def __init__(self, layer_sizes, visible, top, n_mean_field=None, tol=1e-5, **kwargs):
+        n_mean_field = validation.renamed(kwargs, "n_iter", "n_mean_field", n_mean_field,
+                                          "MeanFieldAugmentation", strict=False)
         super().__init__(**kwargs)
         self.layer_sizes = [int(n) for n in layer_sizes]
-        self.n_iter = validation.positive_int("n_iter", n_iter)
+        self.n_mean_field = validation.positive_int(
+            "n_mean_field", 10 if n_mean_field is None else n_mean_field)
         self.tol = validation.non_negative_float("tol", tol)
         self.unit_layers = mean_field.make_unit_layers(self.layer_sizes, visible, top)
         self.trainable = False
@@ -85,7 +89,8 @@ class MeanFieldAugmentation(keras.layers.Layer):
 
     def call(self, inputs):
         v = tf.cast(inputs, self.kernels[0].dtype)
-        means, _ = mean_field.mean_field_means(self.unit_layers, self.kernels, v, self.n_iter,
+        means, _ = mean_field.mean_field_means(self.unit_layers, self.kernels, v,
+                                               self.n_mean_field,
                                     tf.constant(self.tol, v.dtype))
         return tf.concat([v, means[2]], axis=-1)
 
@@ -97,23 +102,25 @@ class MeanFieldAugmentation(keras.layers.Layer):
             **super().get_config(), "layer_sizes": self.layer_sizes,
             "visible": keras.saving.serialize_keras_object(self.unit_layers[0]),
             "top": keras.saving.serialize_keras_object(self.unit_layers[-1]),
-            "n_iter": self.n_iter, "tol": self.tol,
+            "n_mean_field": self.n_mean_field, "tol": self.tol,
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        if "n_iter" in config:  # saved before the argument was renamed
+            config["n_mean_field"] = config.pop("n_iter")
         for key in ("visible", "top"):
             if isinstance(config[key], dict):
                 config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
 
     @classmethod
-    def from_dbm(cls, dbm, n_iter=None, tol=None):
+    def from_dbm(cls, dbm, n_mean_field=None, tol=None):
         """The augmentation layer of `dbm`, with a copy of its current weights."""
         layer = cls(dbm.layer_sizes, keras.saving.serialize_keras_object(dbm.unit_layers[0]),
                     keras.saving.serialize_keras_object(dbm.unit_layers[-1]),
-                    n_iter=dbm.n_mean_field if n_iter is None else n_iter,
+                    n_mean_field=dbm.n_mean_field if n_mean_field is None else n_mean_field,
                     tol=dbm.mean_field_tol if tol is None else tol, name="mean_field_augmentation")
         layer.build((None, dbm.n_visible))
         for dst_layer, src_layer in zip(layer.unit_layers, dbm.unit_layers):

@@ -220,20 +220,24 @@ class DBM(EnergyModel):
         return mean_field_lib.mean_field_means(self.unit_layers, self.kernels, v, n_iter, tol,
                                 self.matmul_dtype)
 
-    def mean_field(self, x, n_iter=None, tol=None, batch_size=1000, verbose="auto"):
+    def mean_field(self, x, n_mean_field=None, tol=None, batch_size=1000, verbose="auto",
+                   **kwargs):
         """Mean-field posterior means of each layer given visible rows (numpy list).
 
         Args:
             x: visible rows.
-            n_iter: iterations at most (default `n_mean_field`).
+            n_mean_field: iterations at most (default: the model's `n_mean_field`;
+                ``n_iter``, its old name, still works with a `DeprecationWarning`).
             tol: stop once no mean moves more than this (default `mean_field_tol`).
             batch_size: rows per graph call.
             verbose: "auto" (a progress bar over the batches, on a terminal or in a
                 notebook, when there are several), 0 or 1 (see `tfboltz.progress`).
         """
+        n_iter = validation.renamed(kwargs, "n_iter", "n_mean_field", n_mean_field,
+                                    "DBM.mean_field")
         x = self.check_data(x)
         n_iter = self.n_mean_field if n_iter is None else validation.positive_int(
-            "n_iter", n_iter)
+            "n_mean_field", n_iter)
         tol = self.mean_field_tol if tol is None else validation.non_negative_float("tol", tol)
         verbose = progress.resolve_verbose(verbose)
         starts = range(0, len(x), batch_size)
@@ -397,7 +401,7 @@ class DBM(EnergyModel):
         frozen `MeanFieldAugmentation` giving ``[v, q(h_2)]``; the first Dense layer
         gets both halves of the first hidden layer's input (``W_1`` and ``W_2'``), the
         later ones ``W_l``."""
-        aug = classifier.MeanFieldAugmentation.from_dbm(self, n_iter=n_mean_field)
+        aug = classifier.MeanFieldAugmentation.from_dbm(self, n_mean_field=n_mean_field)
         ul, ks = self.unit_layers, self.kernels
         # q(h_2) of a Bernoulli/softmax layer is its own scale.
         first = tf.concat([classifier.visible_scaled(ul[0], ks[0]), tf.transpose(ks[1])], 0)
@@ -410,10 +414,13 @@ class DBM(EnergyModel):
         when called)."""
         return self.mean_field(x, batch_size=batch_size)[-1]
 
-    def reconstruct(self, x, n_iter=None, batch_size=1000):
-        """Visible means given the mean-field means of the first hidden layer (numpy)."""
+    def reconstruct(self, x, n_mean_field=None, batch_size=1000, **kwargs):
+        """Visible means given the mean-field means of the first hidden layer (numpy;
+        `n_mean_field` as in `mean_field`)."""
+        n_mean_field = validation.renamed(kwargs, "n_iter", "n_mean_field", n_mean_field,
+                                          "DBM.reconstruct")
         x = self.check_data(x)
-        means = self.mean_field(x, n_iter=n_iter, batch_size=batch_size)
+        means = self.mean_field(x, n_mean_field=n_mean_field, batch_size=batch_size)
         return self._visible_means_fn(tf.constant(means[1])).numpy()
 
     @tf.function(reduce_retracing=True)

@@ -24,21 +24,22 @@ class DBN(EnergyModel):
     """A deep belief net of any depth, optionally with labels joined to its top RBM.
 
     Layers ``v = x_0, x_1, ..., x_L``; RBM ``l`` connects ``x_l`` and ``x_{l+1}``. With
-    ``n_labels``, the top RBM's visible layer is ``[x_{L-1}, label]``: Bernoulli units
+    ``num_classes``, the top RBM's visible layer is ``[x_{L-1}, label]``: Bernoulli units
     and one softmax group (`tfboltz.units.ConcatUnits`).
 
     Args:
         layer_sizes: ``[n_visible, n_1, ..., n_L]``, at least one RBM.
         visible: unit type of the visible layer ("bernoulli" or "gaussian", or a units
             layer); hidden layers are Bernoulli.
-        n_labels: size of the label group joined to the top RBM (0: none).
+        num_classes: size of the label group joined to the top RBM (0: none;
+            ``n_labels``, its old name, still works, as do files saved with it).
         learning: "cd" or "pcd" for the greedy training of every RBM.
         k: Gibbs steps of the top RBM in the up-down fine-tuning.
         l2: L2 weight decay of every RBM's greedy training.
         seed: int seed.
 
     Example:
-        >>> dbn = tb.DBN([784, 500, 500, 2000], n_labels=10, seed=0)
+        >>> dbn = tb.DBN([784, 500, 500, 2000], num_classes=10, seed=0)
         >>> tb.pretrain_dbn(dbn, x_train, y_train, epochs=30)
         >>> dbn.classify(x_test).argmax(1)                  # by free energy
         >>> dbn.compile(optimizer=keras.optimizers.SGD(0.001))
@@ -46,18 +47,22 @@ class DBN(EnergyModel):
         >>> digits = dbn.generate(np.repeat(np.arange(10), 10), steps=1000)
     """
 
-    def __init__(self, layer_sizes, visible="bernoulli", n_labels=0, learning="cd", k=1, l2=0.0,
-                 seed=None, **kwargs):
+    def __init__(self, layer_sizes, visible="bernoulli", num_classes=None, learning="cd", k=1,
+                 l2=0.0, seed=None, **kwargs):
+        num_classes = validation.renamed(kwargs, "n_labels", "num_classes", num_classes, "DBN",
+                                         strict=False)
+        num_classes = validation.non_negative_int("num_classes", 0 if num_classes is None
+                                                  else num_classes)
         super().__init__(**kwargs)
         if not isinstance(layer_sizes, (list, tuple)) or len(layer_sizes) < 2:
             raise ValueError("Expected `layer_sizes` to list the visible size and at least one "
                              f"hidden layer size. Received: layer_sizes={layer_sizes!r}")
         self.layer_sizes = [validation.positive_int("layer_sizes", n) for n in layer_sizes]
         self.n_visible = self.layer_sizes[0]
-        self.n_labels = int(n_labels)
-        if self.n_labels < 0 or self.n_labels == 1:
-            raise ValueError(f"Expected `n_labels` to be 0 or at least 2. Received: "
-                             f"n_labels={n_labels!r}")
+        self.num_classes = num_classes
+        if self.num_classes == 1:
+            raise ValueError("Invalid value received for argument `num_classes`. Expected 0 "
+                             f"(no labels) or at least 2. Received: num_classes={num_classes!r}")
         self.k = validation.positive_int("k", k)
         self.learning = validation.one_of("learning", learning, ("cd", "pcd"))
         self.l2 = validation.non_negative_float("l2", l2)
@@ -67,20 +72,20 @@ class DBN(EnergyModel):
         for i in range(n_rbms):
             n_in, n_out = self.layer_sizes[i], self.layer_sizes[i + 1]
             vis = visible if i == 0 else "bernoulli"
-            if i == n_rbms - 1 and self.n_labels:
+            if i == n_rbms - 1 and self.num_classes:
                 if i == 0 and not (isinstance(vis, str) and vis.lower() in ("bernoulli",
                                                                               "binary")):
                     raise ValueError("Expected Bernoulli visibles when labels join a one-RBM "
                                      f"DBN. Received: visible={visible!r}")
                 vis = units_lib.ConcatUnits([
                     units_lib.BernoulliUnits(n_in, name="features"),
-                    units_lib.SoftmaxUnits(self.n_labels, name="labels")], name="visible")
-                n_in += self.n_labels
+                    units_lib.SoftmaxUnits(self.num_classes, name="labels")], name="visible")
+                n_in += self.num_classes
             rbms.append(RBM(n_in, n_out, visible=vis, learning=self.learning, l2=self.l2,
                             sample_visible=self.learning == "pcd",
                             seed=None if seed is None else seed + 10 * i, name=f"rbm_{i + 1}"))
         self.rbms = rbms
-        self.visible_layer = rbms[0].visible_layer if not (n_rbms == 1 and self.n_labels) \
+        self.visible_layer = rbms[0].visible_layer if not (n_rbms == 1 and self.num_classes) \
             else rbms[0].visible_layer.parts[0]
         self.seed_generator = keras.random.SeedGenerator(seed, name="dbn_seed_generator")
         self.loss_trackers = {
@@ -104,7 +109,7 @@ class DBN(EnergyModel):
     def get_config(self):
         config = super().get_config()
         config.update({
-            "layer_sizes": self.layer_sizes, "n_labels": self.n_labels, "k": self.k,
+            "layer_sizes": self.layer_sizes, "num_classes": self.num_classes, "k": self.k,
             "learning": self.learning, "l2": self.l2,
             "visible": keras.saving.serialize_keras_object(self.visible_layer),
             "seed": self.seed,
@@ -133,7 +138,7 @@ class DBN(EnergyModel):
         """Recognition pass: ``[v, x_1, ..., x_{L-1}]`` (means, or samples)."""
         states = [v]
         below_scale = self.rbms[0].visible_layer.scale if not (
-            len(self.rbms) == 1 and self.n_labels) else (lambda t: t)
+            len(self.rbms) == 1 and self.num_classes) else (lambda t: t)
         x = below_scale(v)
         for w, c in zip(self.rec_kernels, self.rec_biases):
             p = tf.sigmoid(tf.matmul(x, w) + c)
@@ -143,17 +148,17 @@ class DBN(EnergyModel):
         return states
 
     def _top_visible(self, h, labels):
-        return tf.concat([h, labels], -1) if self.n_labels else h
+        return tf.concat([h, labels], -1) if self.num_classes else h
 
     def _label_free_energies(self, h):
-        """``F([h, e_c])`` of the top RBM for every label c: shape (N, n_labels)."""
+        """``F([h, e_c])`` of the top RBM for every label c: shape (N, num_classes)."""
         top = self.top
-        eye = tf.eye(self.n_labels, dtype=h.dtype)
-        a_h = tf.matmul(h, top.kernel[:-self.n_labels])
-        a_all = a_h[:, None, :] + tf.matmul(eye, top.kernel[-self.n_labels:])[None]
+        eye = tf.eye(self.num_classes, dtype=h.dtype)
+        a_h = tf.matmul(h, top.kernel[:-self.num_classes])
+        a_all = a_h[:, None, :] + tf.matmul(eye, top.kernel[-self.num_classes:])[None]
         vis_bias = top.visible_layer.bias
-        e_vis = -(tf.reduce_sum(h * vis_bias[:-self.n_labels], -1)[:, None]
-                  + vis_bias[-self.n_labels:][None, :])
+        e_vis = -(tf.reduce_sum(h * vis_bias[:-self.num_classes], -1)[:, None]
+                  + vis_bias[-self.num_classes:][None, :])
         return e_vis - top.hidden_layer.log_partition(a_all)
 
     def up(self, x, batch_size=1000):
@@ -196,7 +201,7 @@ class DBN(EnergyModel):
     def _reconstruct_fn(self, v):
         h = self._up(v)[-1]
         top = self.top
-        if self.n_labels:
+        if self.num_classes:
             labels = tf.nn.softmax(-self._label_free_energies(h))
             vis = tf.concat([h, labels], -1)
         else:
@@ -210,15 +215,15 @@ class DBN(EnergyModel):
         also ``classify(x)`` (label probabilities by free energy) and
         ``generate(labels, steps, seed)``."""
         endpoints = super().serving_endpoints()
-        if not self.n_labels:
+        if not self.num_classes:
             return endpoints
         x_spec = tf.TensorSpec((None, self.n_visible), tf.as_dtype(self.dtype), name="x")
 
         def generate(labels, steps, seed):
             checks = serving.count_checks(steps=steps) + [
                 tf.debugging.assert_non_negative(labels, message="Expected labels >= 0."),
-                tf.debugging.assert_less(labels, self.n_labels,
-                                         message=f"Expected labels < {self.n_labels}.")]
+                tf.debugging.assert_less(labels, self.num_classes,
+                                         message=f"Expected labels < {self.num_classes}.")]
             labels = serving.checked(labels, checks)
             return self._generate_fn(tf.shape(labels)[0], labels, steps, seed, True, True)
 
@@ -236,14 +241,14 @@ class DBN(EnergyModel):
             blocks.append((units_lib.BernoulliUnits(), kernel, c))
         top, n_feat = self.top, self.layer_sizes[-2]
         kernel = top.kernel[:n_feat]
-        if len(self.rbms) == 1 and not self.n_labels:
+        if len(self.rbms) == 1 and not self.num_classes:
             kernel = classifier.visible_scaled(top.visible_layer, kernel)
         blocks.append((top.hidden_layer, kernel, top.hidden_layer.bias))
         return [], blocks
 
     def classify(self, x, method="free_energy", steps=100, seed=None, batch_size=1000,
                  verbose="auto"):
-        """Label probabilities of rows `x` (numpy, ``(N, n_labels)``).
+        """Label probabilities of rows `x` (numpy, ``(N, num_classes)``).
 
         "free_energy": ``softmax(-F([h, e_c]))`` over labels c, with ``h`` the
         recognition means below the top (exact for the top RBM; the exported
@@ -252,8 +257,8 @@ class DBN(EnergyModel):
         the final label means. `verbose` ("auto", 0 or 1, see `tfboltz.progress`)
         shows the Gibbs sweeps' progress; "auto" on a terminal or in a notebook.
         """
-        if not self.n_labels:
-            raise ValueError("Expected a DBN with labels (n_labels > 0) to classify.")
+        if not self.num_classes:
+            raise ValueError("Expected a DBN with labels (num_classes > 0) to classify.")
         method = validation.one_of("method", method, ("free_energy", "gibbs"))
         if method == "free_energy":
             x = self.check_data(x)
@@ -266,7 +271,7 @@ class DBN(EnergyModel):
         if not verbose:
             return self._classify_gibbs_fn(h, tf.constant(steps), seed).numpy()
         out = self._top_chains(*self._classify_gibbs_start_fn(h, seed), steps, True, verbose)
-        return out[:, -self.n_labels:].numpy()
+        return out[:, -self.num_classes:].numpy()
 
     @tf.function(reduce_retracing=True)
     def _classify_fn(self, v):
@@ -276,15 +281,15 @@ class DBN(EnergyModel):
     def _classify_gibbs_fn(self, h, steps, seed):
         init, mask, top_seed = self._classify_gibbs_start(h, seed)
         out = self.top._sample_fn(init, mask, steps, top_seed, False, True)
-        return out[:, -self.n_labels:]
+        return out[:, -self.num_classes:]
 
     def _classify_gibbs_start(self, h, seed):
         """The top RBM's chains of `_classify_gibbs_fn`: ``(init, mask, seed)``, the
         labels of `init` drawn at random, `h` clamped by `mask`."""
         stream = SeedStream(seed)
         n = tf.shape(h)[0]
-        labels = tf.one_hot(keras.random.randint((n,), 0, self.n_labels, seed=stream),
-                            self.n_labels, dtype=h.dtype)
+        labels = tf.one_hot(keras.random.randint((n,), 0, self.num_classes, seed=stream),
+                            self.num_classes, dtype=h.dtype)
         mask = tf.concat([tf.ones_like(h), tf.zeros_like(labels)], 1)
         return tf.concat([h, labels], 1), mask, stream.split()
 
@@ -302,7 +307,7 @@ class DBN(EnergyModel):
         then one generative pass down (means). Returns visible means (numpy).
 
         Args:
-            labels: int class per fantasy (needs `n_labels`), or None.
+            labels: int class per fantasy (needs `num_classes`), or None.
             n: number of fantasies when `labels` is None.
             steps: Gibbs sweeps at the top.
             seed: int seed (the same as the exported SavedModel's `sample` /
@@ -312,11 +317,11 @@ class DBN(EnergyModel):
                 (see `tfboltz.progress`); the fantasies are the same either way.
         """
         if labels is not None:
-            if not self.n_labels:
+            if not self.num_classes:
                 raise ValueError("Expected a DBN with labels to generate given labels.")
             labels = np.asarray(labels, "int64")
-            if labels.min() < 0 or labels.max() >= self.n_labels:
-                raise ValueError(f"Expected labels in [0, {self.n_labels}). Received: "
+            if labels.min() < 0 or labels.max() >= self.num_classes:
+                raise ValueError(f"Expected labels in [0, {self.num_classes}). Received: "
                                  f"{labels.min()}..{labels.max()}")
             n = len(labels)
         n = validation.positive_int("n", n)
@@ -351,16 +356,16 @@ class DBN(EnergyModel):
         """The top RBM's chains of `_generate_fn`: ``(init, mask, seed, count)``, with
         `count` the index of the next draw of `seed`."""
         stream = SeedStream(seed)
-        top, n_labels = self.top, self.n_labels
+        top, num_classes = self.top, self.num_classes
         width = top.n_visible
         init = tf.cast(keras.random.uniform((n, width), seed=stream) < 0.5, "float32")
         mask = tf.zeros((n, width))
-        if n_labels:
+        if num_classes:
             if not given_labels:
-                labels = keras.random.randint((n,), 0, n_labels, seed=stream)
-            init = tf.concat([init[:, :-n_labels], tf.one_hot(labels, n_labels)], 1)
+                labels = keras.random.randint((n,), 0, num_classes, seed=stream)
+            init = tf.concat([init[:, :-num_classes], tf.one_hot(labels, num_classes)], 1)
             if given_labels:
-                mask = tf.concat([tf.zeros((n, width - n_labels)), tf.ones((n, n_labels))], 1)
+                mask = tf.concat([tf.zeros((n, width - num_classes)), tf.ones((n, num_classes))], 1)
         top_seed = stream.split()
         return init, mask, top_seed, stream.count
 
@@ -427,9 +432,9 @@ class DBN(EnergyModel):
         stream = SeedStream(seed)
         n = tf.shape(v0)[0]
         labels = tf.zeros((n, 0), v0.dtype)
-        if self.n_labels:
-            labels = tf.one_hot(keras.random.randint((n,), 0, self.n_labels, seed=stream),
-                                self.n_labels, dtype=v0.dtype)
+        if self.num_classes:
+            labels = tf.one_hot(keras.random.randint((n,), 0, self.num_classes, seed=stream),
+                                self.num_classes, dtype=v0.dtype)
         return stream.count, v0, v0, labels
 
     def _sample_sweeps(self, chains, v0, mask, steps, seed):
@@ -472,8 +477,8 @@ class DBN(EnergyModel):
     def call(self, inputs):
         """Top-RBM hidden means given visible rows (labels, if any, set to zero)."""
         h = self._up(tf.convert_to_tensor(inputs))[-1]
-        if self.n_labels:
-            h = tf.concat([h, tf.zeros((tf.shape(h)[0], self.n_labels), h.dtype)], -1)
+        if self.num_classes:
+            h = tf.concat([h, tf.zeros((tf.shape(h)[0], self.num_classes), h.dtype)], -1)
         return self.top.hidden_layer.mean(self.top.hidden_input(h))
 
     # Greedy training bookkeeping ---------------------------------------------------
@@ -495,13 +500,13 @@ class DBN(EnergyModel):
         Needs `y` (int labels) when the DBN has labels. Run `pretrain_dbn` first.
         """
         x = self.check_data(x)
-        if self.n_labels:
+        if self.num_classes:
             if y is None:
                 raise ValueError("Expected labels `y` for a DBN with labels. Received: y=None")
             y = np.asarray(y)
-            if y.shape != (len(x),) or y.min() < 0 or y.max() >= self.n_labels:
+            if y.shape != (len(x),) or y.min() < 0 or y.max() >= self.num_classes:
                 raise ValueError(f"Expected `y` of shape ({len(x)},) with ints in "
-                                 f"[0, {self.n_labels}). Received: shape={y.shape}")
+                                 f"[0, {self.num_classes}). Received: shape={y.shape}")
             y = y.astype("int32")
         else:
             y = np.zeros(len(x), "int32")
@@ -522,11 +527,11 @@ class DBN(EnergyModel):
         n = tf.cast(tf.shape(v)[0], v.dtype)
         # Wake: sampled recognition states up to the top RBM.
         wake = self._up(v, sample=True, seed=seed)
-        labels = tf.one_hot(tf.cast(y, "int32"), self.n_labels, dtype=v.dtype) \
-            if self.n_labels else None
-        vis_pos = self._top_visible(wake[-1], labels) if self.n_labels else wake[-1]
+        labels = tf.one_hot(tf.cast(y, "int32"), self.num_classes, dtype=v.dtype) \
+            if self.num_classes else None
+        vis_pos = self._top_visible(wake[-1], labels) if self.num_classes else wake[-1]
         if len(self.rbms) == 1:
-            vis_pos = self._top_visible(v, labels) if self.n_labels else v
+            vis_pos = self._top_visible(v, labels) if self.num_classes else v
         a_pos = top.hidden_input(vis_pos)
         h_pos = top.hidden_layer.mean(a_pos)
         h = top.hidden_layer.sample(a_pos, seed)

@@ -32,7 +32,7 @@ def features(model, x, n_mean_field=30, batch_size=1000):
     from tfboltz.dbm import DBM
 
     if isinstance(model, DBM):
-        return np.concatenate(model.mean_field(x, n_iter=n_mean_field, batch_size=batch_size)[1:],
+        return np.concatenate(model.mean_field(x, n_mean_field=n_mean_field, batch_size=batch_size)[1:],
                               axis=1)
     return model.transform(x, batch_size=batch_size)
 
@@ -77,10 +77,10 @@ def evaluate_mnist(model, n_chains=100, n_betas=20000, seed=0, probe=True, n_mea
     out = {"log_z": est.log_z, "log_z_low": est.log_z_low, "log_z_high": est.log_z_high,
            "n_chains": n_chains, "n_betas": n_betas, "ais_seconds": time.time() - t0}
     if isinstance(model, DBM):
-        out["test_elbo"] = float(ais.elbo(model, x_test, est, n_iter=n_mean_field).mean())
+        out["test_elbo"] = float(ais.elbo(model, x_test, est, n_mean_field=n_mean_field).mean())
         if isinstance(model.unit_layers[-2], units.BernoulliUnits):
             out["test_bound_top_summed_out"] = float(ais.elbo(
-                model, x_test, est, n_iter=n_mean_field, sum_out_top=True).mean())
+                model, x_test, est, n_mean_field=n_mean_field, sum_out_top=True).mean())
     else:
         out["test_log_likelihood"] = float(ais.log_likelihood(model, x_test, est).mean())
     if probe:

@@ -162,11 +162,11 @@ def pretrain_dbn(dbn, x, y=None, epochs=20, batch_size=100, optimizer=None, prop
     epochs = _epochs_per_rbm(epochs, n_rbms)
     propagate = validation.one_of("propagate", propagate, ("means", "samples"))
     data = dbn.check_data(x)
-    if dbn.n_labels:
+    if dbn.num_classes:
         y = np.asarray(y) if y is not None else None
-        if y is None or y.shape != (len(data),) or y.min() < 0 or y.max() >= dbn.n_labels:
+        if y is None or y.shape != (len(data),) or y.min() < 0 or y.max() >= dbn.num_classes:
             raise ValueError(f"Expected `y` of shape ({len(data)},) with ints in "
-                             f"[0, {dbn.n_labels}). Received: "
+                             f"[0, {dbn.num_classes}). Received: "
                              f"{None if y is None else y.shape}")
     rng = np.random.default_rng(dbn.seed)
     histories = []
@@ -175,8 +175,8 @@ def pretrain_dbn(dbn, x, y=None, epochs=20, batch_size=100, optimizer=None, prop
             rbm.compile(optimizer=optimizer() if optimizer is not None
                         else keras.optimizers.SGD(0.01, momentum=0.9))
         inputs = data
-        if i == n_rbms - 1 and dbn.n_labels:
-            inputs = np.concatenate([data, np.eye(dbn.n_labels, dtype="float32")[y]], 1)
+        if i == n_rbms - 1 and dbn.num_classes:
+            inputs = np.concatenate([data, np.eye(dbn.num_classes, dtype="float32")[y]], 1)
         if verbose:
             print(f"Pretraining RBM {i + 1}/{n_rbms}: {rbm.n_visible}-{rbm.n_hidden}")
         histories.append(rbm.fit(inputs, batch_size=batch_size, epochs=epochs[i],

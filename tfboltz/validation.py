@@ -1,6 +1,7 @@
 """Argument and data checks that fail in Keras's own words, before any state changes."""
 
 import numbers
+import warnings
 
 import numpy as np
 
@@ -82,3 +83,23 @@ def check_unit_interval(x, name, what):
             f"Expected values in [0, 1] in `{name}` for {what}. "
             f"Received: values between {lo:.4g} and {hi:.4g}"
         )
+
+
+def renamed(kwargs, old, new, value, owner, strict=True):
+    """The value of argument `new`, taking it from `kwargs[old]` (the name it had
+    before; a `DeprecationWarning`) when only the old name was given.
+
+    With `strict`, raises a `TypeError` for any other keyword left in `kwargs`, as
+    Python would; otherwise the rest is left for the caller (a layer's base class).
+    """
+    if old in kwargs:
+        if value is not None:
+            raise TypeError(f"{owner}() got both `{new}` and its old name `{old}`. "
+                            f"Pass `{new}` only.")
+        warnings.warn(f"{owner}(): `{old}` is now called `{new}`; the old name will be "
+                      "removed in a future release.", DeprecationWarning, stacklevel=3)
+        value = kwargs.pop(old)
+    if strict and kwargs:
+        raise TypeError(f"{owner}() got an unexpected keyword argument "
+                        f"{next(iter(kwargs))!r}")
+    return value

@@ -86,7 +86,7 @@ def plot_mean_field(dbm, x, path, iterations=(0, 1, 2, 5, 10, 20), layer=1, n=8,
     tiles = []
     for row in x:
         for it in iterations:
-            m = (dbm.mean_field(row[None], n_iter=max(it, 1), tol=0.0)[layer][0] if it
+            m = (dbm.mean_field(row[None], n_mean_field=max(it, 1), tol=0.0)[layer][0] if it
                  else dbm.initial_means(row[None].astype("float32"))[layer].numpy()[0])
             tile = np.zeros(side * side, "float32")
             tile[:width] = m
@@ -99,7 +99,7 @@ def plot_mean_field(dbm, x, path, iterations=(0, 1, 2, 5, 10, 20), layer=1, n=8,
 
 def plot_class_samples(dbn, path, per_class=10, steps=1000, seed=0, image_shape=(28, 28)):
     """Class-conditional fantasies of a labelled DBN: one row per label."""
-    labels = np.repeat(np.arange(dbn.n_labels), per_class)
+    labels = np.repeat(np.arange(dbn.num_classes), per_class)
     images = dbn.generate(labels, steps=steps, seed=seed)
     return save_image_grid(images, path, image_shape, n_cols=per_class,
                            title=f"one row per label, {steps} Gibbs sweeps at the top")
