@@ -32,8 +32,8 @@ def features(model, x, n_mean_field=30, batch_size=1000):
     from tfboltz.dbm import DBM
 
     if isinstance(model, DBM):
-        return np.concatenate(model.mean_field(x, n_mean_field=n_mean_field, batch_size=batch_size)[1:],
-                              axis=1)
+        means = model.mean_field(x, n_mean_field=n_mean_field, batch_size=batch_size)
+        return np.concatenate(means[1:], axis=1)
     return model.transform(x, batch_size=batch_size)
 
 
