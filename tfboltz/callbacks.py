@@ -6,6 +6,8 @@ The learning rate follows `keras.callbacks.LearningRateScheduler` or a
 `keras.optimizers.schedules.LearningRateSchedule`, as for any Keras model.
 """
 
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -102,7 +104,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
     generators' states, ``k``) and of its optimizer (step count, momentum or Adam
     slots), with the position in training (epoch and batches done in it), at the
     end of every epoch and, with `save_every`, every that many steps. Started
-    again with the same arguments, the same `fit` call restores the latest
+    again with the same arguments, the same `fit` call restores the newest intact
     checkpoint and carries on from that position: the epoch number (and so every
     per-epoch schedule), the learning-rate schedule's step and the data order are
     those of the uninterrupted run. For a seeded RBM or DBM fitted on an array the
@@ -113,68 +115,138 @@ class TrainingCheckpoint(keras.callbacks.Callback):
     only where that is. Other Keras models resume at the start of the interrupted
     epoch.
 
-    Checkpoints go through `tf.train.CheckpointManager`: the files of a new
-    checkpoint are written first and the index that names the latest one is
-    replaced atomically afterwards, so a crash while saving leaves the last good
-    checkpoint in charge.
+    Checkpoint ``ckpt-N`` is the files ``ckpt-N.index`` and ``ckpt-N.data-*`` in
+    `directory`; each save takes a number above every one there, so it never writes
+    over an existing file. A save reads its checkpoint back in full (every tensor's
+    checksum), then atomically replaces the state file ``checkpoint`` that lists the
+    kept ones, and only then deletes the older ones, so a crash at any point leaves
+    the last good checkpoint in place.
+
+    On resume the candidates are the checkpoints named in the state file and those
+    found by their files, newest (highest N) first. Each is read back in full before
+    it is restored; a missing, short or corrupt file, or one that does not match
+    the model, skips it for the next older one, and the model is put back as it was
+    if a restore fails part way. `restored_from` and `skipped` say what happened,
+    and with `verbose` one line says it too. If checkpoints exist but none is
+    intact, `fit` raises a `ValueError` listing each with its reason and deletes
+    nothing; a directory without checkpoints starts the run afresh.
 
     Args:
         directory: where the checkpoints go.
         save_every: also save every this many training steps (None: epoch ends
             only). Steps are counted in whole calls of the compiled train function
             (`steps_per_execution` batches each).
-        max_to_keep: checkpoints kept.
+        max_to_keep: checkpoints kept (the newest that were read back intact).
         delete_on_completion: remove the directory when `fit` completes all its
             epochs (as `keras.callbacks.BackupAndRestore` does), so that the next
             run starts afresh.
+        verbose: 1 prints one line when a run resumes, naming the checkpoint
+            restored and each one skipped with its reason; 0 is silent.
+
+    Attributes:
+        restored_from: the prefix of the checkpoint the last `fit` resumed from
+            (``directory/ckpt-N``), None if it started afresh.
+        skipped: ``(prefix, reason)`` of each newer checkpoint the last `fit`
+            could not resume from, newest first.
+
+    Raises:
+        ValueError: from `fit`, when `directory` holds checkpoints and none of them
+            can be restored.
 
     Example:
         >>> ckpt = tb.callbacks.TrainingCheckpoint("runs/rbm/ckpt", save_every=100)
         >>> rbm.fit(x, batch_size=100, epochs=50, callbacks=[ckpt])  # rerun to resume
+        >>> ckpt.restored_from  # on the rerun: 'runs/rbm/ckpt/ckpt-12', say
     """
 
-    def __init__(self, directory, save_every=None, max_to_keep=2, delete_on_completion=False):
+    def __init__(self, directory, save_every=None, max_to_keep=2, delete_on_completion=False,
+                 verbose=1):
         super().__init__()
         self.directory = Path(directory)
         self.save_every = None if save_every is None else validation.positive_int(
             "save_every", save_every)
         self.max_to_keep = validation.positive_int("max_to_keep", max_to_keep)
         self.delete_on_completion = bool(delete_on_completion)
-        self._manager = None
+        if isinstance(verbose, bool) or verbose not in (0, 1):
+            raise ValueError("Invalid value received for argument `verbose`. Expected 0 or 1. "
+                             f"Received: verbose={verbose!r}")
+        self.verbose = verbose
         self.restored_from = None
-
-    def _checkpoint(self):
-        if self._manager is None:
-            model = self.model
-            if not model.optimizer.built:
-                with model.distribute_strategy.scope():
-                    model.optimizer.build(model.trainable_variables)
-            self._position = tf.Variable([0, 0], dtype="int64", trainable=False)
-            ckpt = tf.train.Checkpoint(
-                model=[v.value for v in model.variables],
-                optimizer=[v.value for v in model.optimizer.variables],
-                position=self._position)
-            self._manager = tf.train.CheckpointManager(ckpt, str(self.directory),
-                                                       max_to_keep=self.max_to_keep)
-        return self._manager
+        self.skipped = []
 
     def on_train_begin(self, logs=None):
-        manager = self._checkpoint()
+        model = self.model
+        if not model.optimizer.built:
+            with model.distribute_strategy.scope():
+                model.optimizer.build(model.trainable_variables)
+        self._position = tf.Variable([0, 0], dtype="int64", trainable=False)
+        weights = [v.value for v in model.variables]
+        slots = [v.value for v in model.optimizer.variables]
+        self._variables = [*weights, *slots, self._position]
+        self._checkpoint = tf.train.Checkpoint(model=weights, optimizer=slots,
+                                               position=self._position)
+        # Restoring creates the checkpoint's save counter; saving only writes it if it
+        # exists. Set it to N in ckpt-N, as `tf.train.CheckpointManager` would.
+        self._variables.append(self._checkpoint.save_counter)
         self._offset = 0
-        if manager.latest_checkpoint is None:
+        self._kept = []
+        self.restored_from, self.skipped = None, []
+        numbers, state_unreadable = _checkpoint_numbers(self.directory)
+        self._next = numbers[0] + 1 if numbers else 1
+        if not numbers:
             return
-        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        self._restore(numbers)
         epoch, done = (int(v) for v in self._position.numpy())
         steps = self.params.get("steps")
         if steps and done >= steps:
             epoch, done = epoch + 1, 0
-        self.restored_from = manager.latest_checkpoint
+        if self.verbose:
+            print(self._resume_message(epoch, done, state_unreadable))
         set_initial_epoch(self.model, epoch)
         if done and callable(getattr(self.model, "skip_batches", None)):
             # The interrupted epoch's batches come again in the same order (seeded
             # epoch order); the model passes over those it had trained on.
             self.model.skip_batches(done)
             self._offset = done
+
+    def _restore(self, numbers):
+        """Restore the newest of checkpoints `numbers` (newest first) that reads back
+        intact and matches the model, recording the others in `skipped`; with none,
+        put the variables back as they were and raise a `ValueError`."""
+        before = [v.numpy() for v in self._variables]
+        for number in numbers:
+            prefix = str(self.directory / f"ckpt-{number}")
+            try:
+                _read_in_full(prefix)
+                status = self._checkpoint.restore(prefix)
+                try:
+                    status.assert_existing_objects_matched()
+                except AssertionError as e:
+                    raise ValueError("does not match the model: " + str(e).split(",")[0]) from e
+            except Exception as e:
+                # Whatever the failure, the next older checkpoint may be intact; and a
+                # restore that failed part way has overwritten some variables.
+                for v, value in zip(self._variables, before):
+                    v.assign(value)
+                self.skipped.append((prefix, _reason(e)))
+                continue
+            self.restored_from = prefix
+            self._kept = [number]
+            return
+        raise ValueError(
+            f"Expected an intact checkpoint in {self.directory} to resume from (nothing "
+            "was deleted; remove the directory to start afresh). Received: "
+            + ", ".join(f"{Path(p).name} ({reason})" for p, reason in self.skipped))
+
+    def _resume_message(self, epoch, done, state_unreadable):
+        progress = f"{epoch} epochs" + (f" and {done} batches" if done else "")
+        line = f"TrainingCheckpoint: resumed from {self.restored_from} ({progress} done)"
+        if self.skipped:
+            line += "; skipped " + ", ".join(f"{Path(p).name} ({reason})"
+                                             for p, reason in self.skipped)
+        if state_unreadable:
+            line += "; the state file `checkpoint` names no checkpoint, found them by their files"
+        return line
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -196,11 +268,90 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         set_initial_epoch(self.model, None)
         if self.delete_on_completion and not self.model.stop_training:
             shutil.rmtree(self.directory, ignore_errors=True)
-            self._manager = None
 
     def _save(self, epoch, done):
+        """Write checkpoint ``ckpt-<next>``, read it back, name it in the state file
+        with the newest kept ones, then delete every other checkpoint."""
         self._position.assign([epoch, done])
-        self._checkpoint().save()
+        number, self._next = self._next, self._next + 1
+        prefix = str(self.directory / f"ckpt-{number}")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._checkpoint.save_counter.assign(number)
+        self._checkpoint.write(prefix)
+        try:
+            _read_in_full(prefix)
+        except Exception as e:
+            raise OSError(f"Checkpoint {prefix} does not read back ({_reason(e)}); the "
+                          f"previous ones are kept.") from e
+        self._kept = [*self._kept, number][-self.max_to_keep:]
+        _write_state(self.directory, self._kept)
+        for old in _numbers_on_disk(self.directory):
+            if old not in self._kept:
+                _delete_checkpoint(self.directory, old)
+
+
+_CHECKPOINT_FILE = re.compile(r"ckpt-(\d+)\.(?:index|data-\d+-of-\d+)")
+_STATE_ENTRY = re.compile(
+    r'^\s*(?:model_checkpoint_path|all_model_checkpoint_paths)\s*:\s*"(?:[^"]*[/\\])?ckpt-(\d+)"',
+    re.MULTILINE)
+
+
+def _numbers_on_disk(directory):
+    """The numbers N of the checkpoints with a ``ckpt-N.index`` or ``ckpt-N.data-*``
+    file in `directory`."""
+    if not directory.is_dir():
+        return set()
+    return {int(m.group(1)) for p in directory.iterdir()
+            if (m := _CHECKPOINT_FILE.fullmatch(p.name))}
+
+
+def _checkpoint_numbers(directory):
+    """The candidates to resume from, newest first: the checkpoints named in the
+    state file ``checkpoint`` (whatever directory it names them in) and those found
+    by their files; and whether there is a state file that names none (garbage)."""
+    state = directory / "checkpoint"
+    if not state.is_file():
+        return sorted(_numbers_on_disk(directory), reverse=True), False
+    text = state.read_bytes().decode("utf-8", errors="replace")
+    named = {int(n) for n in _STATE_ENTRY.findall(text)}
+    return sorted(named | _numbers_on_disk(directory), reverse=True), not named
+
+
+def _read_in_full(prefix):
+    """Read every tensor of checkpoint `prefix`, which checks each one's checksum;
+    raise on a missing, short or corrupt index or data file."""
+    if not Path(f"{prefix}.index").is_file():
+        raise FileNotFoundError(f"no file {Path(prefix).name}.index")
+    reader = tf.train.load_checkpoint(prefix)
+    for key in reader.get_variable_to_dtype_map():
+        reader.get_tensor(key)
+
+
+def _reason(error):
+    """The first line of `error`, with its type, for a one-line report."""
+    lines = str(error).strip().splitlines()
+    reason = f"{type(error).__name__}: {lines[0] if lines else ''}"
+    return reason if len(reason) <= 200 else reason[:197] + "..."
+
+
+def _write_state(directory, numbers):
+    """Atomically replace the state file ``checkpoint`` (the format TensorFlow's
+    `tf.train.latest_checkpoint` reads) with one naming checkpoints `numbers`, the
+    last the latest."""
+    text = f'model_checkpoint_path: "ckpt-{numbers[-1]}"\n' + "".join(
+        f'all_model_checkpoint_paths: "ckpt-{n}"\n' for n in numbers)
+    temporary = directory / "checkpoint.tmp"
+    with open(temporary, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, directory / "checkpoint")
+
+
+def _delete_checkpoint(directory, number):
+    for p in directory.iterdir():
+        if _CHECKPOINT_FILE.fullmatch(p.name) and p.name.split(".")[0] == f"ckpt-{number}":
+            p.unlink(missing_ok=True)
 
 
 def set_initial_epoch(model, epoch):
