@@ -19,6 +19,7 @@ import json
 import platform
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 # `import tfboltz.zoo as zoo`, not `from tfboltz import zoo`: the first use of a name of
@@ -35,6 +36,25 @@ _SOURCES = {
 }
 
 
+def _one_line(kind, err):
+    return f"{kind}: " + " ".join(str(err).split())
+
+
+def _error(err):
+    """The `SystemExit` that prints one line, ``error: ...``, and exits with status 1:
+    a bad card, a failed download or a missing file is the user's to fix, not a bug
+    to trace."""
+    return SystemExit(_one_line("error", err))
+
+
+def _zoo_errors():
+    """What the zoo raises for the user to fix: an invalid card or unknown name
+    (ValueError), a failed download (FetchError), a file it cannot read (OSError)."""
+    import tfboltz.zoo as zoo
+
+    return zoo.FetchError, ValueError, OSError
+
+
 def _load(spec):
     """A model from a preset: a zoo name, a preset directory, a card, a `.weights.h5`
     or a `.keras` file (see `tfboltz.zoo.from_preset`)."""
@@ -43,36 +63,52 @@ def _load(spec):
     try:
         return zoo.from_preset(spec)
     except FileNotFoundError as e:
-        raise SystemExit(f"tfboltz: no such model file: {spec} ({e})") from None
-    except (zoo.FetchError, ValueError) as e:
-        raise SystemExit(f"tfboltz: {e}") from None
+        raise _error(f"no such model file: {spec} ({e})") from None
+    except _zoo_errors() as e:
+        raise _error(e) from None
+
+
+def _list_models():
+    """The zoo's names, each invalid card file reported as one line ``warning: ...``
+    on stderr (the other models list as usual)."""
+    import tfboltz.zoo as zoo
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        names = zoo.list_models()
+    for warning in caught:
+        print(_one_line("warning", warning.message), file=sys.stderr)
+    return names
 
 
 def _list(args):
     import tfboltz.zoo as zoo
 
-    for name in zoo.list_models():
-        card = zoo.get_card(name)
-        where = zoo.weights_source(name)
-        state = _SOURCES[where["source"]]
-        if where["verified"] is False:
-            state += ", FAILS its sha256 check (from_preset refuses it)"
-        print(f"{name:18s} {card['version']:8s} {card['parameters']:>10,d} parameters  "
-              f"{card['description']}\n{'':18s} {state}"
-              + (f": {where['location']}" if where["location"] else ""))
+    try:
+        for name in _list_models():
+            card = zoo.get_card(name)
+            where = zoo.weights_source(name)
+            state = _SOURCES[where["source"]]
+            if where["verified"] is False:
+                state += ", FAILS its sha256 check (from_preset refuses it)"
+            print(f"{name:18s} {card['version']:8s} {card['parameters']:>10,d} parameters  "
+                  f"{card['description']}\n{'':18s} {state}"
+                  + (f": {where['location']}" if where["location"] else ""))
+    except _zoo_errors() as e:
+        raise _error(e) from None
 
 
 def _fetch(args):
     import tfboltz.zoo as zoo
 
-    names = args.names or [n for n in zoo.list_models() if zoo.get_card(n)["weights_published"]]
+    names = args.names or [n for n in _list_models() if zoo.get_card(n)["weights_published"]]
     failed = 0
     for name in names:
         try:
             zoo.fetch(name, cache_dir=args.cache_dir, base_url=args.base_url,
                       timeout=args.timeout)
-        except (zoo.FetchError, ValueError) as e:
-            print(f"tfboltz fetch: {e}", file=sys.stderr)
+        except _zoo_errors() as e:
+            print(_one_line("error", e), file=sys.stderr)
             failed += 1
     return 1 if failed else 0
 
@@ -221,12 +257,15 @@ def _plot(args):
 def _train(args):
     import tfboltz.zoo as zoo
 
-    card = zoo.get_card(args.name)
+    try:
+        card = zoo.get_card(args.name)
+    except ValueError as e:
+        raise _error(e) from None
     root = Path(__file__).resolve().parent.parent
     script = root / card["recipe"]["script"]
     if not script.is_file():
-        raise SystemExit(f"tfboltz train: the recipe {card['recipe']['script']} is not here; "
-                         "recipes run from a source checkout of tfboltz")
+        raise _error(f"the recipe {card['recipe']['script']} of '{args.name}' is not here; "
+                     "recipes run from a source checkout of tfboltz")
     cmd = [sys.executable, str(script), *card["recipe"]["args"], *args.extra]
     print("running:", " ".join(cmd))
     return subprocess.call(cmd, cwd=root)
@@ -267,12 +306,15 @@ def build_parser():
                        description="Download the weight files of zoo models (default: all with "
                                    "published weights). A file already present with the right "
                                    "sha256 is kept; downloads go to a temporary name, are "
-                                   "verified, then moved into place.")
+                                   "verified, then moved into place. Each failure prints one "
+                                   "line, error: ..., and the exit status is 1.")
     p.add_argument("names", nargs="*", help="model names (default: all published)")
     p.add_argument("--base-url", help="download from here instead of the cards' URLs "
                                       "(also: TFBOLTZ_BASE_URL)")
     p.add_argument("--cache-dir", help="where weight files go (also: TFBOLTZ_MODELS)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds all the downloads of one model may take, together (not "
+                        "each read)")
     p.set_defaults(func=_fetch)
 
     p = sub.add_parser("eval", help="AIS log Z, test log-likelihood (RBM) or ELBO (DBM), probe",

@@ -47,9 +47,19 @@ its presets offline; only a file found nowhere is downloaded, into that director
 
 Downloads come from each file's ``url``; ``TFBOLTZ_BASE_URL`` (or the ``base_url``
 argument of `fetch`) replaces everything before the file name, e.g. a mirror or a
-local server. A download goes to a temporary file beside its destination and is
-moved into place only once its size and full sha256 match the card, so an
-interrupted or corrupt download never leaves a file under the final name.
+local server (an http or https URL). A download goes to a temporary file beside its
+destination and is moved into place only once its size and full sha256 match the
+card, so an interrupted or corrupt download never leaves a file under the final name.
+A download is bounded by the card: it stops as soon as the server announces another
+length (``Content-Length``) or sends one byte more than the card's ``size``; and by
+time: `fetch`'s ``timeout`` bounds the whole call (connecting, the answer and every
+byte), not each read, so a server that sends a byte at a time cannot hold it longer.
+Every failure is a `FetchError` naming the model, the file and the cause.
+
+The cards are read once, on first use. An invalid card file leaves only its own
+model out: `list_models` warns once, naming the card and what is wrong with it; the
+other models list, fetch and load as usual; using the invalid one (`get_card`,
+`fetch`, `load`, ...) raises a `ValueError` naming it.
 
 Card schema (every key required; `register` and loading check it):
 
@@ -61,9 +71,15 @@ Card schema (every key required; `register` and loading check it):
   from which the class's `from_config` rebuilds it;
 - ``architecture``: the main constructor arguments, for people to read
   (``n_visible``/``n_hidden`` or ``layer_sizes``, equal to the config's; unit types
-  by name);
+  by name or as a units config). The arguments it names have the constructor's
+  types: sizes and counts (``n_visible``, ``n_hidden``, each of ``layer_sizes``, ``k``,
+  ``n_chains``, ...) positive integers, unit types (``visible``, ``hidden``, ``top``)
+  a unit type's name or an object with a ``class_name``, flags booleans, rates and
+  penalties non-negative numbers, ``seed`` a non-negative integer or null;
 - ``preprocessing`` (str): what the model expects its inputs to be;
-- ``recipe``: ``{"script": "scripts/....py", "args": [str, ...]}``;
+- ``recipe``: ``{"script": "scripts/NAME.py", "args": [str, ...]}``; the script is a
+  relative path inside the repository's ``scripts/`` directory (no absolute path, no
+  ``..``, resolving inside ``scripts/``), since ``tfboltz train`` runs it;
 - ``files``: list of ``{"name", "sha256" (64 hex digits), "size" (bytes), "url"}``,
   the first one the ``.weights.h5`` file; ``url`` is an http(s) URL ending in the
   file name, or ``""`` for a file with no download location (one that ships with
@@ -80,12 +96,17 @@ import hashlib
 import http.client
 import importlib.resources
 import json
+import math
 import numbers
 import os
 import re
+import socket
 import tempfile
+import threading
+import time
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -111,11 +132,16 @@ _METRIC_KEYS = {"name": str, "value": numbers.Real, "unit": str, "command": str}
 _RECIPE_KEYS = {"script": str, "args": list}
 _ARCHITECTURE_KEYS = {"RBM": ("n_visible", "n_hidden"), "DBM": ("layer_sizes",),
                       "DBN": ("layer_sizes",)}
+_MIN_LAYERS = {"DBM": 3, "DBN": 2}
+# The names `tfboltz.units.get` takes (its UNIT_TYPES), written out so that reading the
+# cards needs no Keras; a test keeps the two lists equal.
+_UNIT_NAMES = ("bernoulli", "binary", "gaussian", "multinomial", "nrelu", "relu", "softmax")
 _NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
 _SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 _REGISTERED_NAME_PATTERN = re.compile(r"[A-Za-z_][\w.]*>([A-Za-z_]\w*)")
 
-_registry = None
+_registry = None  # a _Registry, read on first use
+_DEFAULT_TIMEOUT = 600.0
 
 
 class FetchError(RuntimeError):
@@ -151,6 +177,105 @@ def _check_keys(card_name, where, obj, keys):
                                          f"Received: {key}={value!r}")
 
 
+def _is_int(value, minimum):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_positive_int(value):
+    return _is_int(value, 1)
+
+
+def _is_non_negative_int(value):
+    return _is_int(value, 0)
+
+
+def _is_non_negative_number(value):
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value) and value >= 0)
+
+
+def _is_optional_number(value):
+    return value is None or _is_non_negative_number(value)
+
+
+def _is_optional_seed(value):
+    return value is None or _is_int(value, 0)
+
+
+def _is_unit_type(value):
+    if isinstance(value, dict):
+        return isinstance(value.get("class_name"), str) and bool(value["class_name"])
+    return isinstance(value, str) and value.lower() in _UNIT_NAMES
+
+
+def _is_name(value):
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _is_bool(value):
+    return isinstance(value, bool)
+
+
+# The type of each constructor argument an `architecture` may name (other keys are
+# free text for people); `layer_sizes` is checked on its own (its length depends on
+# the class).
+_ARCHITECTURE_TYPES = {
+    **dict.fromkeys(("n_visible", "n_hidden", "k", "n_chains", "n_mean_field",
+                     "n_temperatures", "visible_copies", "hidden_copies"),
+                    (_is_positive_int, "a positive integer")),
+    "num_classes": (_is_non_negative_int, "a non-negative integer"),
+    **dict.fromkeys(("visible", "hidden", "top"),
+                    (_is_unit_type, f"a unit type, one of {list(_UNIT_NAMES)}, or a units "
+                                    "config (an object with a `class_name`)")),
+    **dict.fromkeys(("learning", "matmul_dtype"), (_is_name, "a non-empty string")),
+    **dict.fromkeys(("sample_visible", "sample_hidden", "sample_particles", "centering"),
+                    (_is_bool, "a boolean")),
+    **dict.fromkeys(("l1", "l2", "dropout", "sparsity_target", "sparsity_cost",
+                     "sparsity_damping", "weight_init_std", "mean_field_tol",
+                     "centering_rate", "min_beta"),
+                    (_is_non_negative_number, "a non-negative number")),
+    "max_norm": (_is_optional_number, "a non-negative number or null"),
+    "seed": (_is_optional_seed, "a non-negative integer or null"),
+}
+
+
+def _validate_architecture(card_name, model_class, architecture):
+    missing = [k for k in _ARCHITECTURE_KEYS[model_class] if k not in architecture]
+    if missing:
+        raise _card_error(card_name, f"missing key(s) {missing} in `architecture` of a "
+                                     f"{model_class}. Received: {sorted(architecture)}")
+    if "layer_sizes" in architecture:
+        sizes, least = architecture["layer_sizes"], _MIN_LAYERS.get(model_class, 2)
+        if not (isinstance(sizes, list) and len(sizes) >= least
+                and all(_is_positive_int(n) for n in sizes)):
+            raise _card_error(card_name, f"Expected `architecture.layer_sizes` to be a list of "
+                                         f"at least {least} positive integers. Received: "
+                                         f"layer_sizes={sizes!r}")
+    for key, (check, expected) in _ARCHITECTURE_TYPES.items():
+        if key in architecture and not check(architecture[key]):
+            raise _card_error(card_name, f"Expected `architecture.{key}` to be {expected}. "
+                                         f"Received: {key}={architecture[key]!r}")
+
+
+def _validate_recipe_script(card_name, script):
+    """A relative path inside the repository's scripts/ (`tfboltz train` runs it)."""
+    parts = script.split("/")
+    plain = (len(parts) >= 2 and parts[0] == "scripts" and "\\" not in script
+             and "\0" not in script and not any(p in ("", ".", "..") for p in parts)
+             and parts[-1].endswith(".py") and parts[-1] != ".py")
+    if plain:
+        scripts = (_REPO_ROOT / "scripts").resolve()
+        try:
+            plain = (_REPO_ROOT / script).resolve().is_relative_to(scripts)
+        except (OSError, RuntimeError):  # a symlink loop
+            plain = False
+    if not plain:
+        raise _card_error(card_name, "Expected `recipe.script` to be a path like "
+                                     "'scripts/NAME.py' inside the repository's scripts/ "
+                                     "directory (relative, without '..', ending in .py). "
+                                     f"Received: script={script!r}")
+
+
 def validate_card(card):
     """Check a model card against the schema and return it unchanged.
 
@@ -181,21 +306,15 @@ def validate_card(card):
         raise _card_error(card_name, "Expected `registered_name` to be the Keras registered name "
                                      f"of the class, 'PACKAGE>{card['model_class']}'. Received: "
                                      f"registered_name={card['registered_name']!r}")
-    missing = [k for k in _ARCHITECTURE_KEYS[card["model_class"]] if k not in card["architecture"]]
-    if missing:
-        raise _card_error(card_name, f"missing key(s) {missing} in `architecture` of a "
-                                     f"{card['model_class']}. Received: "
-                                     f"{sorted(card['architecture'])}")
+    _validate_architecture(card_name, card["model_class"], card["architecture"])
     for key in _ARCHITECTURE_KEYS[card["model_class"]]:
         if card["config"].get(key) != card["architecture"][key]:
             raise _card_error(card_name, f"Expected `config.{key}` to equal `architecture.{key}` "
                                          f"({card['architecture'][key]!r}). Received: "
                                          f"{key}={card['config'].get(key)!r}")
     _check_keys(card_name, "recipe", card["recipe"], _RECIPE_KEYS)
-    script, args = card["recipe"]["script"], card["recipe"]["args"]
-    if not (script.startswith("scripts/") and script.endswith(".py")):
-        raise _card_error(card_name, "Expected `recipe.script` to be a path like "
-                                     f"'scripts/NAME.py'. Received: script={script!r}")
+    _validate_recipe_script(card_name, card["recipe"]["script"])
+    args = card["recipe"]["args"]
     if not all(isinstance(a, str) for a in args):
         raise _card_error(card_name, f"Expected `recipe.args` to be a list of strings. "
                                      f"Received: args={args!r}")
@@ -257,41 +376,82 @@ def _card_sources():
 
 
 def _read_card(source):
-    """Parse and validate the card file `source` (a path or an importlib resource)."""
+    """Parse and validate the card file `source` (a path or an importlib resource).
+
+    Raises:
+        ValueError: naming the card (its file's stem) and what is wrong with it: a
+            file that cannot be read, is not JSON or fails `validate_card`.
+    """
     stem = source.name[: -len(".json")]
     try:
         card = json.loads(source.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"Invalid model card '{stem}': {source.name} is not valid JSON "
-                         f"({err})") from err
+    except OSError as err:
+        raise _card_error(stem, f"cannot read {source.name} ({err})") from err
+    except (ValueError, RecursionError) as err:  # RecursionError: nested too deep
+        raise _card_error(stem, f"{source.name} is not valid JSON ({err})") from err
+    if not isinstance(card, dict):
+        raise _card_error(stem, f"Expected {source.name} to hold a JSON object. Received: "
+                                f"{type(card).__name__}")
     return validate_card(card)
 
 
-def _load_registry():
-    registry = {}
-    for source in _card_sources():
-        stem = source.name[: -len(".json")]
-        card = _read_card(source)
-        if card["name"] != stem:
-            raise _card_error(stem, f"Expected `name` to match the file name {source.name}. "
-                                    f"Received: name={card['name']!r}")
-        registry[stem] = card
-    return registry
+class _Registry:
+    """The zoo's cards: the valid ones by name (`register` adds to them), and the error
+    of each invalid card file by its stem (left out of the zoo)."""
+
+    def __init__(self):
+        self.cards, self.invalid = {}, {}
+        for source in _card_sources():
+            stem = source.name[: -len(".json")]
+            try:
+                card = _read_card(source)
+                if card["name"] != stem:
+                    raise _card_error(stem, f"Expected `name` to match the file name "
+                                            f"{source.name}. Received: name={card['name']!r}")
+            except ValueError as err:
+                self.invalid[stem] = f"{err} (card file: {source})"
+                continue
+            self.cards[stem] = card
+        self.unwarned = set(self.invalid)  # the invalid cards not yet warned about
+
+
+def _registered():
+    global _registry
+    if _registry is None:
+        _registry = _Registry()
+    return _registry
 
 
 def _cards():
-    global _registry
-    if _registry is None:
-        _registry = _load_registry()
-    return _registry
+    return _registered().cards
+
+
+def _check_valid(name):
+    """Raise the error of an invalid card file named `name`, if there is one."""
+    invalid = _registered().invalid
+    if isinstance(name, str) and name in invalid:
+        raise ValueError(f"{invalid[name]}. The model '{name}' is left out of the zoo until "
+                         "its card is fixed; the other models are unaffected.")
+
+
+def _warn_invalid_cards():
+    registry = _registered()
+    for name in sorted(registry.unwarned):
+        warnings.warn(f"Left the model '{name}' out of the zoo: {registry.invalid[name]}",
+                      stacklevel=3)
+    registry.unwarned.clear()
 
 
 def list_models():
     """The names of the registered models, sorted.
 
+    A card file that is invalid is left out; the first call after the cards are read
+    warns (a `UserWarning`) once for each such card, naming it and its problem.
+
     Returns:
         list of str, e.g. ``['cifar10_gbm_dbm', 'mnist_dbm', 'mnist_rbm']``.
     """
+    _warn_invalid_cards()
     return sorted(_cards())
 
 
@@ -305,8 +465,10 @@ def get_card(name):
         dict, the card (see the module docstring for its keys).
 
     Raises:
-        ValueError: unknown name; the message lists the known names.
+        ValueError: unknown name (the message lists the known names), or the name of
+            a card file that is invalid (the message names its problem).
     """
+    _check_valid(name)
     cards = _cards()
     if name not in cards:
         raise ValueError(f"Unknown zoo model. Expected `name` to be one of {list_models()}. "
@@ -324,7 +486,8 @@ def register(card):
 
     Args:
         card: a dict with every key of the schema (see the module docstring). It is
-            copied; later edits to `card` do not reach the registry.
+            copied; later edits to `card` do not reach the registry. It may take the
+            name of a card file that is invalid (left out of the zoo).
 
     Raises:
         ValueError: the card is invalid, not JSON-serialisable, or its name is
@@ -340,6 +503,9 @@ def register(card):
         raise ValueError(f"Model '{card['name']}' is already registered; choose another name or "
                          f"call `tfboltz.zoo.unregister('{card['name']}')` first")
     cards[card["name"]] = card
+    # A valid card takes the place of an invalid card file of the same name.
+    _registered().invalid.pop(card["name"], None)
+    _registered().unwarned.discard(card["name"])
 
 
 def unregister(name):
@@ -499,6 +665,135 @@ def _file_url(model, entry, base_url):
     return entry["url"]
 
 
+def _base_url(base_url):
+    """`base_url`, else $TFBOLTZ_BASE_URL, else None; an http(s) URL."""
+    where, name = "argument `base_url`", "base_url"
+    if not base_url:
+        base_url = os.environ.get(BASE_URL_ENV) or None
+        where, name = f"the environment variable `{BASE_URL_ENV}`", BASE_URL_ENV
+    if base_url is not None and not (isinstance(base_url, str)
+                                     and base_url.startswith(("http://", "https://"))):
+        raise ValueError(f"Invalid value received for {where}. Expected an http:// or https:// "
+                         f"URL. Received: {name}={base_url!r}")
+    return base_url
+
+
+def _check_timeout(timeout):
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real)
+                                or not math.isfinite(timeout) or timeout <= 0):
+        raise ValueError("Invalid value received for argument `timeout`. Expected a positive "
+                         f"number of seconds, or None. Received: timeout={timeout!r}")
+
+
+def _shut_down(sock):
+    try:
+        # socket.socket's own shutdown, also for an SSLSocket: the SSLSocket override
+        # drops the SSL state that a read in another thread is using.
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass  # closed already
+
+
+class _Deadline:
+    """The time a `fetch` may take (None: no limit), enforced on its downloads' sockets.
+
+    A socket's timeout bounds each blocking call, so a server that sends a byte now
+    and then never trips it. Here a timer shuts down the sockets handed to `watch`
+    once the time is up, which ends at once any read waiting on them.
+    """
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self._end = None if seconds is None else time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._sockets = []
+        self._timer = None
+        self._expired = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._sockets = []
+
+    def remaining(self):
+        """Seconds left (None: no limit)."""
+        return None if self._end is None else max(self._end - time.monotonic(), 0.0)
+
+    def over(self):
+        return self._expired or (self._end is not None and time.monotonic() >= self._end)
+
+    def watch(self, sock):
+        """Shut `sock` down when the time is up (at once if it is)."""
+        if self._end is None:
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            if self._timer is None:
+                self._timer = threading.Timer(self.remaining(), self._expire)
+                self._timer.daemon = True
+                self._timer.start()
+            if self._expired:
+                _shut_down(sock)
+
+    def forget(self):
+        """Stop watching the sockets so far (their download is over; they close next).
+
+        Under the lock, so that the timer never shuts down a socket being closed.
+        """
+        with self._lock:
+            self._sockets = []
+
+    def _expire(self):
+        with self._lock:
+            self._expired = True
+            for sock in self._sockets:
+                _shut_down(sock)
+
+
+class _WatchedConnections:
+    """Mixin for urllib's HTTP(S) handlers: each connection's socket, once connected,
+    goes to the deadline (the TLS handshake before it is bounded by the socket's
+    timeout, which CPython applies to the whole handshake)."""
+
+    def __init__(self, deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def do_open(self, http_class, req, **kwargs):
+        deadline = self.deadline
+
+        class Connection(http_class):
+            def connect(self):
+                super().connect()
+                deadline.watch(self.sock)
+
+        return super().do_open(Connection, req, **kwargs)
+
+
+class _HTTPHandler(_WatchedConnections, urllib.request.HTTPHandler):
+    pass
+
+
+class _HTTPSHandler(_WatchedConnections, urllib.request.HTTPSHandler):
+    pass
+
+
+def _opener(deadline):
+    """urllib's opener for http(s) only (no ftp:, file: or data:, redirects included),
+    its connections watched by `deadline`."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(),
+                    _HTTPHandler(deadline), _HTTPSHandler(deadline),
+                    urllib.request.HTTPDefaultErrorHandler(),
+                    urllib.request.HTTPRedirectHandler(), urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
+
+
 def _describe(err, timeout):
     """A short cause for a failed download."""
     if isinstance(err, urllib.error.HTTPError):
@@ -513,11 +808,17 @@ def _describe(err, timeout):
     return f"{type(err).__name__}: {err}"
 
 
-def _download(model, entry, url, path, timeout, progress):
-    """Stream `url` into a temporary file beside `path`, verify it, move it into place."""
+def _download(model, entry, url, path, deadline, progress):
+    """Stream `url` into a temporary file beside `path`, verify it, move it into place.
+
+    At most the card's size and one byte more are read (the byte that shows the file
+    is too long), and the download stops when `deadline` is over.
+    """
     from tqdm.auto import tqdm
 
-    tmp = None
+    size, tmp = entry["size"], None
+    timed_out = (f"timed out after {deadline.seconds} s (`timeout` bounds the whole download, "
+                 "not each read)")
 
     def fail(cause):
         return FetchError(f"Could not fetch file {entry['name']} of model '{model}' from {url}: "
@@ -532,36 +833,57 @@ def _download(model, entry, url, path, timeout, progress):
         digest, received = hashlib.sha256(), 0
         with os.fdopen(fd, "wb") as out:
             try:
+                if deadline.over():
+                    raise fail(timed_out)
                 request = urllib.request.Request(url, headers={"User-Agent": "tfboltz"})
-                with urllib.request.urlopen(request, timeout=timeout) as response:
-                    announced = response.headers.get("Content-Length")
-                    announced = int(announced) if announced and announced.isdigit() else None
-                    if announced is not None and announced != entry["size"]:
-                        raise fail(f"the server announces {announced} bytes, the card expects "
-                                   f"{entry['size']}")
-                    with tqdm(total=entry["size"], unit="B", unit_scale=True, unit_divisor=1024,
-                              desc=entry["name"], disable=not progress, leave=False) as bar:
-                        while chunk := response.read(_CHUNK_BYTES):
-                            out.write(chunk)
-                            digest.update(chunk)
-                            received += len(chunk)
-                            bar.update(len(chunk))
-            except (OSError, http.client.HTTPException) as err:
-                raise fail(_describe(err, timeout)) from err
-        if received != entry["size"]:
-            raise fail(f"the download was cut short or is the wrong file: received {received} "
-                       f"bytes, expected {entry['size']}")
+                with _opener(deadline).open(request, timeout=deadline.remaining()) as response:
+                    try:
+                        announced = response.headers.get("Content-Length")
+                        if announced is not None and announced.strip() != str(size):
+                            raise fail(f"the server announces {announced.strip()[:40]} bytes, "
+                                       f"the card expects {size}")
+                        with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024,
+                                  desc=entry["name"], disable=not progress, leave=False) as bar:
+                            # read1 returns what one read of the socket brings (read would
+                            # wait to fill the whole chunk).
+                            while chunk := response.read1(min(_CHUNK_BYTES, size + 1 - received)):
+                                received += len(chunk)
+                                if received > size:
+                                    raise fail(f"the server sent more than the card's {size} "
+                                               "bytes")
+                                out.write(chunk)
+                                digest.update(chunk)
+                                bar.update(len(chunk))
+                    finally:
+                        deadline.forget()
+            # ValueError: a URL that urllib cannot parse ('http://[bad').
+            except (OSError, http.client.HTTPException, ValueError) as err:
+                raise fail(timed_out if deadline.over() else
+                           _describe(err, deadline.seconds)) from err
+        if received != size:
+            raise fail(timed_out if deadline.over() else
+                       f"the download was cut short or is the wrong file: received {received} "
+                       f"bytes, expected {size}")
         actual = digest.hexdigest()
         if actual != entry["sha256"]:
             raise fail(f"sha256 mismatch: expected {entry['sha256']}, received {actual}")
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as err:
+            raise fail(f"cannot move the verified download into place ({err})") from err
         tmp = None
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
 
 
-def fetch(name, cache_dir=None, base_url=None, timeout=60, progress=True):
+def _not_a_file(model, entry, path):
+    return FetchError(f"Could not use file {entry['name']} of model '{model}': {path} is a "
+                      "directory (or another thing that is not a regular file), not the weights "
+                      "file. Move it out of the way and run the fetch again.")
+
+
+def fetch(name, cache_dir=None, base_url=None, timeout=_DEFAULT_TIMEOUT, progress=True):
     """Download and verify the weight files of a zoo model.
 
     A file already in place with the card's sha256 is kept, and so is a verified file
@@ -572,6 +894,10 @@ def fetch(name, cache_dir=None, base_url=None, timeout=60, progress=True):
     there was none, the mismatching file untouched if there was one (it may be the
     user's own; `load` refuses it all the same), and no temporary file.
 
+    A download reads no more than the card's ``size`` (a required field of every
+    card) and one byte: a server that announces another ``Content-Length``, or sends
+    more, fails at once.
+
     Example::
 
         paths = tb.zoo.fetch("mnist_rbm", base_url="http://127.0.0.1:8000/weights")
@@ -579,19 +905,25 @@ def fetch(name, cache_dir=None, base_url=None, timeout=60, progress=True):
     Args:
         name: a name from `list_models()`.
         cache_dir: overrides the weights directory (see `weights_dir`).
-        base_url: replaces the part of each file's URL before the file name; default
-            ``$TFBOLTZ_BASE_URL``, else the card's URLs.
-        timeout: seconds to wait on the connection (for each blocking operation).
+        base_url: replaces the part of each file's URL before the file name (an
+            http:// or https:// URL); default ``$TFBOLTZ_BASE_URL``, else the card's
+            URLs.
+        timeout: seconds the whole call may take, every download included
+            (connecting, the server's answer and every byte of the body), not each
+            read: a server that sends a byte now and then fails it too. None: no
+            limit.
         progress: print one line per file and show a progress bar while downloading.
 
     Returns:
         list of str, the local paths of the card's files.
 
     Raises:
-        ValueError: unknown name.
-        FetchError: the weights are not published, or a download failed (HTTP error,
-            timeout, broken connection, short file, wrong sha256); the message names
-            the model, the file and the cause.
+        ValueError: unknown name, invalid card, or a `base_url` or `timeout` of the
+            wrong kind.
+        FetchError: the weights are not published, or a file could not be put in
+            place (HTTP error, timeout, broken connection, a file shorter or longer
+            than the card's, wrong sha256, a directory in the way, a destination that
+            cannot be written); the message names the model, the file and the cause.
     """
     card = get_card(name)
     if not card["weights_published"]:
@@ -599,39 +931,49 @@ def fetch(name, cache_dir=None, base_url=None, timeout=60, progress=True):
     return _fetch_files(card, weights_dir(cache_dir), base_url, timeout, progress)
 
 
-def _fetch_files(card, directory, base_url=None, timeout=60, progress=True):
+def _fetch_files(card, directory, base_url=None, timeout=_DEFAULT_TIMEOUT, progress=True):
     """Put each of the card's files, verified, in `directory` (see `fetch`)."""
-    name = card["name"]
-    base_url = base_url or os.environ.get(BASE_URL_ENV) or None
-    paths = []
-    for entry in card["files"]:
-        path = directory / entry["name"]
+    base_url = _base_url(base_url)
+    _check_timeout(timeout)
+    with _Deadline(timeout) as deadline:
+        return [_fetch_file(card["name"], entry, directory, base_url, deadline, progress)
+                for entry in card["files"]]
+
+
+def _fetch_file(name, entry, directory, base_url, deadline, progress):
+    """The path of the card entry's verified file: in `directory`, shipped, or fetched."""
+    path = directory / entry["name"]
+    try:
+        if path.exists() and not path.is_file():
+            raise _not_a_file(name, entry, path)
         shipped = None if path.exists() else _shipped_file(entry["name"])
         if _verified(path, entry):
             if progress:
                 print(f"{name}: {entry['name']} present, sha256 ok ({path})")
-        elif shipped is not None and _verified(shipped, entry):
+            return str(path)
+        if shipped is not None and _verified(shipped, entry):
             if progress:
                 print(f"{name}: {entry['name']} shipped with tfboltz, sha256 ok ({shipped})")
-            path = shipped
-        else:
-            url = _file_url(name, entry, base_url)
-            mismatching = path.exists()
-            if progress and mismatching:
-                print(f"{name}: {entry['name']} at {path} fails its sha256 check; "
-                      f"downloading it again from {url}")
-            elif progress:
-                print(f"{name}: downloading {entry['name']} ({entry['size']:,d} bytes) from "
-                      f"{url} to {path}")
-            try:
-                _download(name, entry, url, path, timeout, progress)
-            except FetchError as err:
-                if not mismatching:
-                    raise
-                raise FetchError(f"{err} The file already at {path}, which fails its sha256 "
-                                 "check, was left as it was.") from err
-        paths.append(str(path))
-    return paths
+            return str(shipped)
+    except OSError as err:  # a file in place that cannot be read
+        raise FetchError(f"Could not check file {entry['name']} of model '{name}' at {path}: "
+                         f"{err}") from err
+    url = _file_url(name, entry, base_url)
+    mismatching = path.exists()
+    if progress and mismatching:
+        print(f"{name}: {entry['name']} at {path} fails its sha256 check; "
+              f"downloading it again from {url}")
+    elif progress:
+        print(f"{name}: downloading {entry['name']} ({entry['size']:,d} bytes) from "
+              f"{url} to {path}")
+    try:
+        _download(name, entry, url, path, deadline, progress)
+    except FetchError as err:
+        if not mismatching:
+            raise
+        raise FetchError(f"{err} The file already at {path}, which fails its sha256 "
+                         "check, was left as it was.") from err
+    return str(path)
 
 
 def list_presets(cls=None):
@@ -648,10 +990,12 @@ def list_presets(cls=None):
 
     Returns:
         list of str, sorted. A card whose weights are not published yet is listed
-        (`from_preset(name, load_weights=False)` builds it).
+        (`from_preset(name, load_weights=False)` builds it); an invalid card file is
+        not, and is warned about as `list_models` does.
     """
     if cls is None:
         return list_models()
+    _warn_invalid_cards()
     _load_models()
     import keras
 
@@ -733,6 +1077,7 @@ def _card_of_weights(path):
 
 def _resolve(preset):
     """(card, registered, weights file or None, directory to look in first or None)."""
+    _check_valid(preset)
     if preset in _cards():
         return get_card(preset), True, None, None
     path = Path(preset).expanduser()
@@ -764,6 +1109,8 @@ def _weights_file(card, registered, beside, cache_dir):
     for path in candidates + ([shipped] if shipped is not None else []):
         if not path.exists():
             continue
+        if not path.is_file():
+            raise _not_a_file(card["name"], entry, path)
         if not _verified(path, entry):
             remedy = (f"Fetch it again with `tfboltz fetch {card['name']}` (or "
                       f"`tfboltz.zoo.fetch('{card['name']}')`), which replaces it."
@@ -871,9 +1218,10 @@ def load(name, pretrained=True, cache_dir=None):
         a `tfboltz.RBM`, `tfboltz.DBM`, ...
 
     Raises:
-        ValueError: unknown name.
-        FetchError: the weights are not published, could not be fetched, or the
-            file in place fails its sha256 check.
+        ValueError: unknown name, or an invalid card.
+        FetchError: the weights are not published, could not be fetched (within
+            `fetch`'s default timeout), or the file in place fails its sha256 check
+            or is not a file.
     """
     return from_preset(name, load_weights=pretrained, cache_dir=cache_dir)
 
