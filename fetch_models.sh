@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Download and verify the zoo's preset weight files (the .weights.h5 of each card).
 #
-#   ./fetch_models.sh [NAME ...] [--base-url URL] [--cache-dir DIR]
+#   ./fetch_models.sh [NAME ...] [--base-url URL] [--cache-dir DIR] [--timeout SECONDS]
 #
 # Needs no Python and no install: bash, awk, curl or wget, and sha256sum (or
 # shasum -a 256). With no NAME, every model whose card says "weights_published":
@@ -12,23 +12,33 @@
 # corrupt download leaves no file under the final name and a mismatching file in
 # place as it was. The destination is --cache-dir, else $TFBOLTZ_MODELS, else the
 # checkout's pretrained/ directory; --base-url (or $TFBOLTZ_BASE_URL) replaces
-# everything before the file name of each URL. Exits non-zero if any model fails.
+# everything before the file name of each URL. A download stops at one byte more
+# than the card's size and after --timeout seconds in all (or $TFBOLTZ_FETCH_TIMEOUT;
+# default 600), however slowly the server sends. Exits non-zero if any model fails.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cards="$here/zoo"
 base_url="${TFBOLTZ_BASE_URL:-}"
 dest="${TFBOLTZ_MODELS:-$here/pretrained}"
+deadline="${TFBOLTZ_FETCH_TIMEOUT:-600}"
 names=()
 while (($#)); do
     case "$1" in
         --base-url) base_url="${2:?--base-url needs a URL}"; shift 2 ;;
         --cache-dir) dest="${2:?--cache-dir needs a directory}"; shift 2 ;;
-        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --timeout) deadline="${2:?--timeout needs a number of seconds}"; shift 2 ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "fetch_models.sh: unknown option $1" >&2; exit 2 ;;
         *) names+=("$1"); shift ;;
     esac
 done
+
+if ! [[ "$deadline" =~ ^[1-9][0-9]*$ ]]; then
+    echo "fetch_models.sh: --timeout needs a positive whole number of seconds;" \
+         "received '$deadline'" >&2
+    exit 2
+fi
 
 known() { for card in "$cards"/*.json; do basename "$card" .json; done | tr '\n' ' '; }
 
@@ -50,11 +60,11 @@ sha256_of() {
 
 size_of() { wc -c <"$1" | tr -d ' '; }
 
-download() {  # URL FILE
+download() {  # URL FILE SIZE: at most SIZE + 1 bytes (more is an error), within $deadline s
     if command -v curl >/dev/null 2>&1; then
-        curl -fsSL --connect-timeout 30 -y 60 -Y 1 -o "$2" "$1"
+        curl -fsSL --connect-timeout 30 --max-time "$deadline" "$1" | head -c "$(($3 + 1))" >"$2"
     elif command -v wget >/dev/null 2>&1; then
-        wget -q --timeout=60 --tries=2 -O "$2" "$1"
+        timeout "$deadline" wget -q --tries=1 -O - "$1" | head -c "$(($3 + 1))" >"$2"
     else
         echo "neither curl nor wget is installed" >&2
         return 1
@@ -100,8 +110,14 @@ fetch_file() {  # MODEL NAME SHA256 SIZE URL
     fi
     mkdir -p "$dest"
     tmp="$(mktemp "$dest/.$file.part-XXXXXX")"
-    if ! download "$url" "$tmp"; then
-        echo "$model: could not fetch $file from $url; nothing was saved to $path" >&2
+    if ! download "$url" "$tmp" "$size"; then
+        if (($(size_of "$tmp") > size)); then
+            echo "$model: $file from $url has more than the $size bytes its card expects;" \
+                 "nothing was saved to $path" >&2
+        else
+            echo "$model: could not fetch $file from $url within ${deadline} s;" \
+                 "nothing was saved to $path" >&2
+        fi
         rm -f "$tmp"; tmp=""
         return 1
     fi

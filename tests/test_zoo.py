@@ -56,6 +56,19 @@ class WeightServer:
                     return
                 if server.mode == "slow":
                     time.sleep(server.delay)
+                if server.mode in ("flood", "drip"):  # no Content-Length, no end
+                    try:
+                        self.send_response(200)
+                        self.end_headers()
+                        for _ in range(20_000):
+                            self.wfile.write(b"x" * (1 if server.mode == "drip" else 65536))
+                            self.wfile.flush()
+                            if server.mode == "drip":
+                                time.sleep(0.3)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+                    self.close_connection = True
+                    return
                 length = len(body)
                 if server.mode == "corrupt":
                     body = bytes([body[0] ^ 0xFF]) + body[1:]
@@ -891,19 +904,25 @@ def test_fetch_models_sh_downloads_verifies_and_keeps(script_checkout, server, t
 
 @pytest.mark.parametrize("mode, cause", [("corrupt", "sha256 mismatch"),
                                          ("404", "could not fetch"),
-                                         ("wrong_size", "the card expects")])
+                                         ("wrong_size", "the card expects"),
+                                         ("flood", "has more than the"),
+                                         ("drip", "within 2 s; nothing was saved")])
 def test_fetch_models_sh_failures_leave_nothing(script_checkout, server, tmp_path, mode, cause):
+    # flood: endless bytes with no Content-Length, cut at the card's size + 1;
+    # drip: a byte every 0.3 s, cut by the overall deadline (--timeout 2), not per read.
     server.mode = mode
     dest = tmp_path / "models"
+    start = time.monotonic()
     result = _run_fetch_script(script_checkout, "--cache-dir", str(dest),
-                               "--base-url", server.url)
-    assert result.returncode != 0 and cause in result.stderr
+                               "--base-url", server.url, "--timeout", "2")
+    assert time.monotonic() - start < 10
+    assert result.returncode != 0 and cause in result.stderr, result.stderr
     assert not dest.exists() or list(dest.iterdir()) == []
     # a mismatching file in place stays as it was
     dest.mkdir(exist_ok=True)
     (dest / TEST_FILE).write_bytes(b"mine")
     result = _run_fetch_script(script_checkout, "--cache-dir", str(dest),
-                               "--base-url", server.url)
+                               "--base-url", server.url, "--timeout", "2")
     assert result.returncode != 0 and "fails its sha256 check" in result.stdout
     assert list(dest.iterdir()) == [dest / TEST_FILE]
     assert (dest / TEST_FILE).read_bytes() == b"mine"
