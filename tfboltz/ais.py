@@ -9,6 +9,10 @@ with the hidden units summed out analytically, so every intermediate distributio
 is an RBM with its weights and hidden biases scaled by beta and its visible biases
 interpolated. Each chain carries a log importance weight
 ``sum_k log p*_k(v_k) - log p*_{k-1}(v_k)``, and ``Z_B / Z_A`` is the mean weight.
+
+The partition function of a DBN is that of its top RBM; with it, `dbn_bound` gives
+the variational lower bound on a DBN's log-likelihood, and `AISMonitor` writes a
+cheap estimate of the held-out log-likelihood (or its bound) into the logs of `fit`.
 """
 
 import dataclasses
@@ -21,6 +25,7 @@ import tensorflow as tf
 from tfboltz import samplers, validation
 from tfboltz import units as units_lib
 from tfboltz.dbm import DBM
+from tfboltz.dbn import DBN
 from tfboltz.mean_field import layer_input
 from tfboltz.pretraining import unit_layer_like
 from tfboltz.rbm import RBM
@@ -160,18 +165,20 @@ def base_model_units(model, proposal="base_rate", data=None):
 
 def log_partition(model, n_chains=100, n_betas=10000, seed=0, proposal="base_rate", data=None,
                   n_steps=1, verbose=1):
-    """Estimate log Z of an RBM or a DBM by annealed importance sampling.
+    """Estimate log Z of an RBM, a DBM or a DBN by annealed importance sampling.
 
     The tempered models scale every weight and hidden bias by beta and interpolate the
     visible biases between the base model's and the model's. For an RBM the chain runs
     on the visible layer with the hidden one summed out; for a DBM of any depth it runs
     on the odd layers with the even ones (the visible layer among them) summed out
     (Salakhutdinov & Hinton 2009, section 3.3), which works for Bernoulli and Gaussian
-    visibles alike.
+    visibles alike. For a DBN it is log Z of the top RBM, whose visible layer is
+    ``[h_{L-1}, label]`` with labels (the chain anneals the label group with the rest),
+    as `dbn_bound` takes it.
 
     Args:
         model: an `RBM` with Bernoulli or softmax hidden units and Bernoulli, softmax
-            or Gaussian visible units, or a `DBM`.
+            or Gaussian visible units, a `DBM`, or a `DBN`.
         n_chains: independent AIS runs.
         n_betas: intermediate distributions.
         seed: int seed.
@@ -182,7 +189,8 @@ def log_partition(model, n_chains=100, n_betas=10000, seed=0, proposal="base_rat
             trained MNIST DBM the one-stage path failed to converge at 20,000 betas
             (its log Z fell below a test image's unnormalised bound) where the RBM of
             the first layer anneals well.
-        data: visible rows to fit the base-rate proposal to.
+        data: visible rows to fit the base-rate proposal to (for a DBN, its visible
+            rows: their recognition means below the top, with uniform labels).
         n_steps: Gibbs sweeps at each intermediate distribution (the importance
             weight is updated once per distribution; each sweep leaves it invariant).
             More sweeps help the chains follow a model whose modes are hard to reach,
@@ -196,6 +204,9 @@ def log_partition(model, n_chains=100, n_betas=10000, seed=0, proposal="base_rat
         >>> est = tb.ais.log_partition(rbm, n_chains=100, n_betas=20000, data=x_train)
         >>> ll = tb.ais.log_likelihood(rbm, x_test, est).mean()
     """
+    given = model
+    if isinstance(model, DBN):
+        model = model.top
     if not isinstance(model, DBM):
         _check_rbm(model, "AIS")
         _check_linear_bias_hidden(model)
@@ -204,8 +215,10 @@ def log_partition(model, n_chains=100, n_betas=10000, seed=0, proposal="base_rat
     if proposal == "rbm":
         if not isinstance(model, DBM):
             raise ValueError('Expected a DBM for proposal="rbm" (the two-stage path). '
-                             f"Received: {type(model).__name__}")
+                             f"Received: {type(given).__name__}")
         return _dbm_two_stage(model, n_chains, n_betas, seed, data, n_steps, verbose)
+    if isinstance(given, DBN) and data is not None:
+        data = _top_visible_data(given, data)
     base = base_model_units(model, proposal, data)
     betas = beta_schedule(n_betas).astype("float32")
     gen = keras.random.SeedGenerator(seed)
@@ -214,6 +227,17 @@ def log_partition(model, n_chains=100, n_betas=10000, seed=0, proposal="base_rat
     _, log_w = _anneal(transition, state, tf.zeros((n_chains,)), betas, verbose)
     return LogPartitionEstimate.from_log_weights(log_w.numpy(), log_z_base, n_betas, proposal,
                                                  n_steps)
+
+
+def _top_visible_data(dbn, data):
+    """A DBN's visible rows as rows of its top RBM's visible layer: the recognition
+    means of the layer below the top, and, with labels, a uniform label group (the
+    labels of held-out rows are not the model's to know)."""
+    h = dbn.up(data)[-1]
+    if dbn.num_classes:
+        labels = np.full((len(h), dbn.num_classes), 1.0 / dbn.num_classes, "float32")
+        h = np.concatenate([h, labels], 1)
+    return h
 
 
 def _anneal(transition, state, log_w, betas, verbose):
@@ -440,13 +464,16 @@ def exact_log_partition(model, side=None, chunk=65536):
     """log Z by summing over every state of one layer (tiny models only), in float64.
 
     For a DBM the sum runs over the joint states of the odd layers, the even ones
-    summed out analytically.
+    summed out analytically. For a DBN it is log Z of the top RBM (summed over its
+    hidden states: its visible layer holds the label group).
 
     Args:
-        model: an RBM whose summed-over layer is Bernoulli or softmax, or a DBM.
+        model: an RBM whose summed-over layer is Bernoulli or softmax, a DBM or a DBN.
         side: "visible" or "hidden" (RBMs); default the smaller enumerable side.
         chunk: states per batch.
     """
+    if isinstance(model, DBN):
+        model = model.top
     if isinstance(model, DBM):
         return _exact_log_partition_dbm(model, chunk)
     _check_rbm(model, "exact enumeration")
@@ -505,6 +532,7 @@ def elbo(model, x, log_z, n_mean_field=None, sum_out_top=False, n_samples=100, s
     n_mean_field = validation.renamed(kwargs, "n_iter", "n_mean_field", n_mean_field, "elbo")
     if not isinstance(model, DBM):
         raise ValueError(f"Expected a DBM for the ELBO. Received: {type(model).__name__}")
+    log_z = _finite_log_z(log_z)
     if sum_out_top:
         n_samples = validation.positive_int("n_samples", n_samples)
         batch_size = validation.positive_int("batch_size", batch_size)
@@ -557,6 +585,20 @@ def _expected_top_log_partition_fn(model, n_samples, seed):
     return expected
 
 
+def _finite_log_z(log_z):
+    """`log_z` (a number or a `LogPartitionEstimate`) as a finite float, else a
+    `ValueError`: a NaN or infinite log Z would turn every bound into NaN or inf."""
+    try:
+        value = float(log_z)
+    except (TypeError, ValueError):
+        raise ValueError("Invalid value received for argument `log_z`. Expected a float or a "
+                         f"LogPartitionEstimate. Received: log_z={log_z!r}") from None
+    if isinstance(log_z, bool) or not math.isfinite(value):
+        raise ValueError("Invalid value received for argument `log_z`. Expected a finite "
+                         f"float. Received: log_z={log_z!r}")
+    return value
+
+
 def log_likelihood(model, x, log_z):
     """Per-example log-likelihood ``-F(x) - log Z`` in nats (numpy).
 
@@ -566,4 +608,237 @@ def log_likelihood(model, x, log_z):
         log_z: a float or a `LogPartitionEstimate`.
     """
     _check_rbm(model, "log_likelihood")
-    return -model.free_energy(x).astype("float64") - float(log_z)
+    log_z = _finite_log_z(log_z)
+    return -model.free_energy(x).astype("float64") - log_z
+
+
+def dbn_bound(model, x, log_z, n_samples=100, seed=0, batch_size=1000):
+    """Per-example variational lower bound on log p(x) of a DBN (nats, numpy).
+
+    The bound of Salakhutdinov & Murray (2008, section 4), with the DBN's recognition
+    weights as the approximate posterior. For layers ``v = h_0, h_1, ..., h_{L-1}``
+    below the top RBM::
+
+        Q(h_1..h_{L-1} | v) = Q(h_1 | v) Q(h_2 | h_1) ... Q(h_{L-1} | h_{L-2}),
+        Q(h_l = 1 | h_{l-1}) = sigmoid(scale(h_{l-1}) R_l + c_l)   (rec_kernels, rec_biases)
+
+        log p(v) >= E_Q[log p(v | h_1) + ... + log p(h_{L-2} | h_{L-1}) + log p*(h_{L-1})]
+                    + H(Q) - log Z
+
+    ``p(h_{l-1} | h_l)`` are the directed generative layers (RBM ``l``'s visible units
+    given ``h_l W_l^T``; a density for Gaussian visibles), ``log p*(h) = log sum_c
+    exp(-F_top([h, e_c]))`` is the top RBM's unnormalised log-probability of its
+    visible layer with the labels (if any) summed out exactly, and ``Z`` is the top
+    RBM's partition function (`log_partition` or `exact_log_partition` of the DBN).
+    The gap is ``KL(Q || p(h | v))``.
+
+    The expectation has no closed form; it is the mean over `n_samples` draws
+    ``h^k ~ Q`` of ``log p(v, h^k) - log Q(h^k | v)``: an unbiased estimate of the
+    bound (not of ``log p(v)``), whose spread vanishes where ``Q`` is the exact
+    posterior. The draws are stateless and seeded: the same call (rows, seed and
+    batch size) gives the same numbers. A DBN of one RBM has no layer to infer: the
+    bound is its exact log-likelihood, labels summed out, whatever `n_samples`.
+
+    Args:
+        model: a `DBN`.
+        x: visible rows.
+        log_z: log Z of the top RBM, a float or a `LogPartitionEstimate`.
+        n_samples: draws from ``Q`` per example.
+        seed: non-negative integer seed of those draws.
+        batch_size: rows per batch.
+
+    Returns:
+        float64 numpy array, one bound per row.
+
+    Example:
+        >>> est = tb.ais.log_partition(dbn, n_chains=100, n_betas=20000, data=x_train)
+        >>> bound = tb.ais.dbn_bound(dbn, x_test, est, n_samples=100).mean()
+    """
+    if not isinstance(model, DBN):
+        raise ValueError(f"Expected a DBN for the DBN bound. Received: {type(model).__name__}")
+    log_z = _finite_log_z(log_z)
+    n_samples = validation.positive_int("n_samples", n_samples)
+    seed = validation.non_negative_int("seed", seed)
+    batch_size = validation.positive_int("batch_size", batch_size)
+    x = model.check_data(x)
+    depth = len(model.rbms) - 1
+    if not depth:
+        n_samples = 1  # nothing to draw: the bound is exact
+    bound = _dbn_bound_fn(model, n_samples, seed)
+    # Batch b draws from the seed stream after those of the batches before it.
+    draws = n_samples * depth
+    values = [bound(tf.constant(x[i:i + batch_size]), tf.constant(b * draws, tf.int64)).numpy()
+              for b, i in enumerate(range(0, len(x), batch_size))]
+    return np.concatenate(values).astype("float64") - log_z
+
+
+def _log_conditional(layer, x, inputs):
+    """``log p(x | inputs)`` of a units layer: ``<scale(x), inputs> - energy(x) -
+    log_partition(inputs)`` (a log density for Gaussian units)."""
+    return (tf.reduce_sum(layer.scale(x) * inputs, -1) - layer.energy(x)
+            - layer.log_partition(inputs))
+
+
+def _top_log_marginal(dbn, h):
+    """``log p*(h)``: the top RBM's unnormalised log-probability of visible features
+    `h`, its hidden layer and the labels (if any) summed out."""
+    top, n = dbn.top, dbn.num_classes
+    vis, hid = top.visible_layer, top.hidden_layer
+    if not n:
+        return -vis.energy(h) + hid.log_partition(tf.matmul(vis.scale(h), top.kernel))
+    # Label c adds row c of the kernel's label block to the hidden input, and its own
+    # bias to the negative energy: one (N, num_classes) table, summed out exactly.
+    inputs = tf.matmul(h, top.kernel[:-n])[:, None, :] + top.kernel[-n:][None]
+    neg_energy = tf.reduce_sum(h * vis.bias[:-n], -1)[:, None] + vis.bias[-n:][None]
+    return tf.reduce_logsumexp(neg_energy + hid.log_partition(inputs), -1)
+
+
+def _dbn_bound_fn(dbn, n_samples, seed):
+    """A function of a batch of visible rows and the index of its first draw: the
+    mean over `n_samples` draws ``h ~ Q`` of ``log p*(v, h) - log Q(h | v)``. Draw
+    ``k`` of layer ``l`` uses the stateless seed ``[seed, first + k (L - 1) + l]``."""
+    below_top = dbn.rbms[:-1]
+    depth = len(below_top)
+
+    def log_ratio(v, stream):
+        states, log_q = [v], 0.0
+        x = below_top[0].visible_layer.scale(v) if depth else v
+        for w, c in zip(dbn.rec_kernels, dbn.rec_biases):
+            logits = tf.matmul(x, w) + c
+            u = keras.random.uniform(tf.shape(logits), seed=stream)
+            x = tf.cast(u < tf.sigmoid(logits), v.dtype)
+            log_q += tf.reduce_sum(x * logits - tf.nn.softplus(logits), -1)
+            states.append(x)
+        log_p = _top_log_marginal(dbn, states[-1])
+        for rbm, below, above in zip(below_top, states, states[1:]):
+            inputs = tf.matmul(rbm.hidden_layer.scale(above), rbm.kernel, transpose_b=True)
+            log_p += _log_conditional(rbm.visible_layer, below, inputs)
+        return log_p - log_q
+
+    @tf.function(reduce_retracing=True)
+    def bound(v, first):
+        def body(k, total):
+            stream = samplers.SeedStream(seed, first + k * depth)
+            return k + 1, total + log_ratio(v, stream)
+
+        _, total = tf.while_loop(lambda k, _: k < n_samples, body,
+                                 (tf.constant(0, tf.int64), tf.zeros(tf.shape(v)[:1], v.dtype)))
+        return total / n_samples
+
+    return bound
+
+
+class AISMonitor(keras.callbacks.Callback):
+    """AIS as a training monitor: a held-out log-likelihood (or its bound) in the logs.
+
+    At the end of the first epoch, of every `every`-th epoch (the `every`-th,
+    2 `every`-th, ...) and of the last epoch of `fit`, it estimates log Z of the model
+    being trained by AIS (`log_partition`, `n_chains` chains, `n_betas` betas) and
+    writes into the epoch's `logs`:
+
+    * ``logs[name]``: the mean over the rows `x` of, for an `RBM`, the
+      log-likelihood ``-F(x) - log Z`` (`log_likelihood`); for a `DBM`, the
+      mean-field ELBO (`elbo`); for a `DBN`, the variational bound (`dbn_bound`,
+      `n_samples` draws per row);
+    * ``logs[name + "_spread"]``: the width of AIS's interval on log Z,
+      ``log_z_high - log_z_low`` (mean weight -/+ 3 standard errors; ``inf`` when
+      the lower end is not finite); the mean moves by as much as log Z does.
+
+    Epochs in between carry the last measured values, so every epoch's logs hold
+    both keys: `History` and `CSVLogger` get one value per epoch, and
+    ``keras.callbacks.EarlyStopping(monitor=name, mode="max")`` sees a carried value
+    as no improvement, so its `patience` counts epochs, not measurements (for `m`
+    measurements, ``patience = m * every``). Put this callback before those that read
+    its keys. Every measurement uses the same `seed` (common random numbers: the
+    epochs differ by the model, not by the draws) and touches no state of the model,
+    so training runs as it would without it. It adds about one AIS run of
+    ``n_chains x n_betas`` Gibbs steps per measurement.
+
+    For a DBN, pass it to `DBN.fit` (the up-down fine-tuning), not to `pretrain_dbn`,
+    whose `fit` calls train the RBMs one by one.
+
+    Args:
+        x: held-out visible rows (numpy).
+        every: epochs between measurements.
+        n_chains: AIS chains.
+        n_betas: AIS intermediate distributions (per stage for ``proposal="rbm"``).
+        n_steps: Gibbs sweeps per intermediate distribution.
+        proposal: AIS base model: "base_rate", "uniform", or for a DBM "rbm" (see
+            `log_partition`).
+        data: rows the base-rate proposal is fitted to (default `x`).
+        n_samples: draws per row of the DBN bound.
+        seed: integer seed of AIS and of the DBN bound's draws.
+        name: key of the value in the logs.
+
+    Attributes:
+        measured_epochs: the (0-based) epochs measured so far.
+        last_estimate: the latest `LogPartitionEstimate`.
+
+    Example:
+        >>> monitor = tb.ais.AISMonitor(x_val, every=5, n_betas=1000, seed=0)
+        >>> stop = keras.callbacks.EarlyStopping(monitor="val_log_likelihood",
+        ...                                      mode="max", patience=20)
+        >>> history = rbm.fit(x_train, epochs=100, callbacks=[monitor, stop])
+        >>> history.history["val_log_likelihood"]
+    """
+
+    def __init__(self, x, every=1, n_chains=100, n_betas=1000, n_steps=1,
+                 proposal="base_rate", data=None, n_samples=10, seed=0,
+                 name="val_log_likelihood"):
+        super().__init__()
+        self.x = np.asarray(x)
+        self.every = validation.positive_int("every", every)
+        self.n_chains = validation.positive_int("n_chains", n_chains)
+        self.n_betas = validation.positive_int("n_betas", n_betas)
+        self.n_steps = validation.positive_int("n_steps", n_steps)
+        self.proposal = validation.one_of("proposal", proposal, PROPOSALS)
+        self.data = data
+        self.n_samples = validation.positive_int("n_samples", n_samples)
+        self.seed = validation.non_negative_int("seed", seed)
+        if not isinstance(name, str) or not name:
+            raise ValueError("Invalid value received for argument `name`. Expected a "
+                             f"non-empty string. Received: name={name!r}")
+        self.name = name
+        self.measured_epochs = []
+        self.last_estimate = None
+        self._last = None
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        if not isinstance(model, (RBM, DBM, DBN)):
+            raise ValueError("Expected an RBM, a DBM or a DBN to monitor by AIS. "
+                             f"Received: {type(model).__name__}")
+        if isinstance(model, RBM):
+            _check_rbm(model, "AIS")
+            _check_linear_bias_hidden(model)
+        if self.proposal == "rbm" and not isinstance(model, DBM):
+            raise ValueError('Expected a DBM for proposal="rbm" (the two-stage path). '
+                             f"Received: {type(model).__name__}")
+        self.x = model.check_data(self.x, "x")  # refused before the first epoch runs
+        if self.data is not None:
+            self.data = model.check_data(self.data, "data")
+
+    def on_epoch_end(self, epoch, logs=None):
+        last_epoch = (self.params or {}).get("epochs")
+        if (epoch == 0 or (epoch + 1) % self.every == 0 or self._last is None
+                or (last_epoch is not None and epoch + 1 == last_epoch)):
+            self._last = self._measure()
+            self.measured_epochs.append(epoch)
+        if logs is not None:
+            logs[self.name], logs[self.name + "_spread"] = self._last
+
+    def _measure(self):
+        """``(mean, spread)`` of the model as it is now."""
+        model = self.model
+        est = log_partition(model, n_chains=self.n_chains, n_betas=self.n_betas, seed=self.seed,
+                            proposal=self.proposal,
+                            data=self.x if self.data is None else self.data,
+                            n_steps=self.n_steps, verbose=0)
+        self.last_estimate = est
+        if isinstance(model, DBN):
+            values = dbn_bound(model, self.x, est, n_samples=self.n_samples, seed=self.seed)
+        elif isinstance(model, DBM):
+            values = elbo(model, self.x, est)
+        else:
+            values = log_likelihood(model, self.x, est)
+        return float(np.mean(values)), float(est.log_z_high - est.log_z_low)
