@@ -38,7 +38,15 @@ def parse_args(argv=None):
     p.add_argument("--k", type=int, default=3, help="Gibbs steps at the top in up-down")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--k-schedule", type=int, nargs="+", default=None,
+                   help="Gibbs steps at the top for equal parts of the up-down epochs "
+                        "(the paper's 3 6 10); overrides --k")
     p.add_argument("--n-train", type=int, default=60000)
+    p.add_argument("--validation", type=int, default=0,
+                   help="hold out the last N of the training images and report the "
+                        "error on them instead of the test set (to choose settings)")
+    p.add_argument("--from-pretrained", type=Path, default=None,
+                   help="start up-down from this greedy-trained model (.keras)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/dbn"))
     p.add_argument("--resume", action="store_true")
@@ -65,13 +73,25 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
     x, y = tb.data.load_mnist("train")
+    if args.validation:
+        # Settings are chosen on held-out training images; the test set stays unseen.
+        x_test, y_test = x[-args.validation:], y[-args.validation:]
+        x, y = x[:-args.validation], y[:-args.validation]
+    else:
+        x_test, y_test = tb.data.load_mnist("test")
     x, y = x[: args.n_train], y[: args.n_train]
-    x_test, y_test = tb.data.load_mnist("test")
     state_path = args.out / "state.json"
     if args.resume and state_path.exists():
         state = json.loads(state_path.read_text())
         dbn = keras.saving.load_model(args.out / "model.keras")
         print(f"resuming after {state['epochs_done']} up-down epochs")
+    elif args.from_pretrained is not None:
+        state = {"args": {k: str(v) for k, v in vars(args).items()}, "epochs_done": 0,
+                 "pretrain_seconds": None, "updown_seconds": 0.0, "test_error": {}}
+        dbn = keras.saving.load_model(args.from_pretrained)
+        dbn.k = args.k
+        state["test_error"]["0"] = test_error(dbn, x_test, y_test)
+        print(f"from {args.from_pretrained}: generative error {state['test_error']['0']:.2f}%")
     else:
         state = {"args": {k: str(v) for k, v in vars(args).items()}, "epochs_done": 0,
                  "pretrain_seconds": None, "updown_seconds": 0.0, "test_error": {}}
@@ -88,6 +108,8 @@ def main(argv=None):
               f"error {state['test_error']['0']:.2f}%")
         save(dbn, args.out, state, "pretrained")
         save(dbn, args.out, state)
+    state["evaluated_on"] = (f"validation: the last {args.validation} training images"
+                             if args.validation else "test")
     # On --resume the optimizer starts afresh: its momentum buffers are not restored.
     dbn.compile(optimizer=keras.optimizers.SGD(args.lr, momentum=args.momentum))
 
@@ -104,10 +126,16 @@ def main(argv=None):
                 print(f"epoch {epoch + 1}: generative test error {err:.2f}%", flush=True)
             save(self.model, args.out, state)
 
+    schedule = []
+    if args.k_schedule:
+        part = -(-args.epochs // len(args.k_schedule))
+        schedule = [tb.callbacks.KScheduler(lambda e: args.k_schedule[min(e // part, len(
+            args.k_schedule) - 1)])]
     if state["epochs_done"] < args.epochs:
         dbn.fit(x, y, batch_size=args.batch_size, epochs=args.epochs,
                 initial_epoch=state["epochs_done"], verbose=2,
-                callbacks=[keras.callbacks.CSVLogger(args.out / "log.csv",
+                callbacks=[*schedule,
+                           keras.callbacks.CSVLogger(args.out / "log.csv",
                                                      append=state["epochs_done"] > 0),
                            Save()])
     print(f"up-down: {state['updown_seconds']:.0f} s in total; test error by epoch: "

@@ -51,7 +51,7 @@ def test_class_conditional_generation(trained):
     assert images.shape == (30, 64) and np.all((images >= 0) & (images <= 1))
     again = dbn.generate(np.repeat(np.arange(10), 3), steps=50, seed=0)
     np.testing.assert_array_equal(images, again)
-    with pytest.raises(ValueError, match="labels in"):
+    with pytest.raises(ValueError, match=r"with integers in \[0, 10\)"):
         dbn.generate([10])
 
 

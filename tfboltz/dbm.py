@@ -108,7 +108,7 @@ class DBM(EnergyModel):
         self.sparsity_target = validation.non_negative_float("sparsity_target", sparsity_target)
         self.sparsity_cost = validation.non_negative_float("sparsity_cost", sparsity_cost)
         self.weight_init_std = validation.non_negative_float("weight_init_std", weight_init_std)
-        self.seed = seed
+        self.seed = seed = validation.seed(seed)
         layers = mean_field_lib.make_unit_layers(self.layer_sizes, visible, top, seed)
         for layer, allowed, role in ((layers[0], VISIBLE_TYPES, "visible"),
                                      (layers[-1], TOP_TYPES, "top")):
@@ -292,6 +292,7 @@ class DBM(EnergyModel):
 
     def train_step(self, data):
         v = tf.cast(keras.utils.unpack_x_y_sample_weight(data)[0], self.kernels[0].dtype)
+        self.check_batch(v)
         seed = self.step_seed(self.seed_generator)
         pos, steps = self._mean_field(v, self.n_mean_field, self.mean_field_tol)
         if self.n_temperatures > 1:
@@ -301,6 +302,7 @@ class DBM(EnergyModel):
             for _ in range(self.k):
                 neg = self._gibbs_sweep(neg, seed, means=not self.sample_particles)
             new_particles = neg
+        neg = distribute.all_chains(*neg)  # every replica's particles: the global negative phase
         n_pos = tf.cast(tf.shape(v)[0], v.dtype)
         n_neg = tf.cast(tf.shape(neg[0])[0], v.dtype)
         layers = self.unit_layers

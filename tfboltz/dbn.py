@@ -66,7 +66,7 @@ class DBN(EnergyModel):
         self.k = validation.positive_int("k", k)
         self.learning = validation.one_of("learning", learning, ("cd", "pcd"))
         self.l2 = validation.non_negative_float("l2", l2)
-        self.seed = seed
+        self.seed = seed = validation.seed(seed)
         n_rbms = len(self.layer_sizes) - 1
         rbms = []
         for i in range(n_rbms):
@@ -319,10 +319,9 @@ class DBN(EnergyModel):
         if labels is not None:
             if not self.num_classes:
                 raise ValueError("Expected a DBN with labels to generate given labels.")
-            labels = np.asarray(labels, "int64")
-            if labels.min() < 0 or labels.max() >= self.num_classes:
-                raise ValueError(f"Expected labels in [0, {self.num_classes}). Received: "
-                                 f"{labels.min()}..{labels.max()}")
+            labels = validation.labels(labels, None, self.num_classes, "labels")
+            if not len(labels):
+                raise ValueError("Expected at least one label in `labels`. Received: labels=[]")
             n = len(labels)
         n = validation.positive_int("n", n)
         steps = validation.positive_int("steps", steps) if steps else 0
@@ -499,15 +498,12 @@ class DBN(EnergyModel):
 
         Needs `y` (int labels) when the DBN has labels. Run `pretrain_dbn` first.
         """
+        validation.fit_arguments(batch_size, epochs, kwargs)
         x = self.check_data(x)
         if self.num_classes:
             if y is None:
                 raise ValueError("Expected labels `y` for a DBN with labels. Received: y=None")
-            y = np.asarray(y)
-            if y.shape != (len(x),) or y.min() < 0 or y.max() >= self.num_classes:
-                raise ValueError(f"Expected `y` of shape ({len(x)},) with ints in "
-                                 f"[0, {self.num_classes}). Received: shape={y.shape}")
-            y = y.astype("int32")
+            y = validation.labels(y, len(x), self.num_classes)
         else:
             y = np.zeros(len(x), "int32")
         if getattr(self, "optimizer", None) is None or not self.compiled:
@@ -522,6 +518,7 @@ class DBN(EnergyModel):
     def train_step(self, data):
         x, y = data[0], data[1]
         v = tf.cast(x, self.top.kernel.dtype)
+        self.check_batch(v)
         seed = self.step_seed(self.seed_generator)
         top = self.top
         n = tf.cast(tf.shape(v)[0], v.dtype)

@@ -2,6 +2,7 @@
 gradient of the negative log-likelihood from positive and negative statistics and
 applies it only when it is safe to (the guarded update)."""
 
+import warnings
 import weakref
 
 import keras
@@ -13,6 +14,10 @@ from tfboltz.callbacks import MomentumScheduler
 
 #: Bound on ``learning_rate * sum|gradient|`` for a step to be applied.
 MAX_UPDATE = 1e30
+#: `fit` warns (once per model) when a trained weight grows past this while still
+#: finite: the units saturate long before (a sigmoid is flat past an input of 40),
+#: so such a model has stopped learning, usually from too high a learning rate.
+LARGE_WEIGHT = 1e4
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -27,11 +32,13 @@ def divergence_message(epoch, step):
 
 
 class DivergenceGuard(keras.callbacks.Callback):
-    """Stops `fit` with a `TrainingDivergedError` when a step was refused.
+    """Stops `fit` when a step was refused: a `TrainingDivergedError`, or a
+    `ValueError` when the batch itself was not valid data for the visible units.
 
-    The model's train step skips any update whose statistics or gradients are not
-    finite (or too large to apply safely) and records the optimizer iteration in
-    `model.diverged_at`; the weights therefore stay at the last good step.
+    The model's train step skips any update whose batch is not valid data, or whose
+    statistics or gradients are not finite (or too large to apply safely), and
+    records the optimizer iteration in `model.diverged_at`; the weights therefore
+    stay at the last good step.
     """
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -43,8 +50,10 @@ class DivergenceGuard(keras.callbacks.Callback):
         if at >= 0:
             self.model.diverged_at.assign(-1)
             self.model.stop_training = True
-            raise TrainingDivergedError(divergence_message(self._epoch + 1,
-                                                           at - self._start + 1))
+            raise self.model.refusal_error(self._epoch + 1, at - self._start + 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.warn_if_weights_explode()
 
 
 class EnergyModel(keras.Model):
@@ -165,6 +174,11 @@ class EnergyModel(keras.Model):
         # not a weight of the model, so saved files do not change.
         self._batches_to_skip = tf.Variable(
             0, dtype="int64", trainable=False, name="batches_to_skip",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        # `batch_fault` of the batch whose step was refused (code 0: refused for
+        # divergence), for the error `fit` raises. Run-time state, as above.
+        self._refused_fault = tf.Variable(
+            tf.zeros(3), trainable=False, name="refused_fault",
             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
     def skip_batches(self, n):
@@ -299,8 +313,25 @@ class EnergyModel(keras.Model):
         return x
 
     def _checked(self, x, name):
-        """Validate array-like data; datasets pass through (the step guard covers them)."""
-        if x is None or isinstance(x, tf.data.Dataset) or pipeline.is_stream(x):
+        """Validate array-like data. A dataset's element type and width are checked
+        here, its values batch by batch in the train step (`check_batch`)."""
+        if isinstance(x, tf.data.Dataset):
+            spec = x.element_spec
+            while isinstance(spec, (tuple, list)) and spec:
+                spec = spec[0]
+            if not isinstance(spec, tf.TensorSpec):
+                raise ValueError(f"Expected a dataset of visible rows (tensors, or tuples "
+                                 f"whose first entry holds them) for `{name}`. Received: "
+                                 f"element_spec={x.element_spec}")
+            if not (spec.dtype.is_floating or spec.dtype.is_integer or spec.dtype.is_bool):
+                raise ValueError(f"Expected real numbers in `{name}`. Received: a dataset "
+                                 f"of dtype={spec.dtype.name}")
+            if spec.shape.rank is not None and (
+                    spec.shape.rank not in (1, 2) or spec.shape[-1] not in (None, self.n_visible)):
+                raise ValueError(f"Expected `{name}` rows of width {self.n_visible}. "
+                                 f"Received: a dataset of shape {spec.shape}")
+            return x
+        if x is None or pipeline.is_stream(x):
             return x
         return self.check_data(x, name)
 
@@ -331,6 +362,10 @@ class EnergyModel(keras.Model):
         """
         if isinstance(x, tuple) and y is None:
             x = x[0]
+        validation.fit_arguments(batch_size, epochs, kwargs)
+        if batch_size is not None and (isinstance(x, tf.data.Dataset) or pipeline.is_stream(x)):
+            raise ValueError("Expected no `batch_size` for a dataset or generator: it "
+                             f"batches itself. Received: batch_size={batch_size!r}")
         x = self._checked(x, "x")
         val_rows = None
         if validation_data is not None:
@@ -338,8 +373,11 @@ class EnergyModel(keras.Model):
             val_x = self._checked(val_x, "validation_data")
             validation_data = val_x
             val_rows = pipeline.take_rows(val_x, pipeline.MONITOR_ROWS)
-        self._prepare_fit()
         monitor = pipeline.take_rows(x, pipeline.MONITOR_ROWS)
+        if isinstance(x, tf.data.Dataset) and monitor is not None:
+            # The first rows now, before anything changes; every batch in the step.
+            self.check_data(monitor, "x")
+        self._prepare_fit()
         if not bool(self.data_initialized.numpy()) and monitor is not None:
             self.init_from_data(x if not isinstance(x, tf.data.Dataset) else monitor)
         if isinstance(x, tf.data.Dataset):
@@ -378,19 +416,40 @@ class EnergyModel(keras.Model):
                                       class_weight=class_weight, return_dict=return_dict)
         if int(self.diverged_at.numpy()) >= 0:
             self.diverged_at.assign(-1)
-            raise TrainingDivergedError(divergence_message(1, 1))
+            raise self.refusal_error(1, 1)
+        self.warn_if_weights_explode()
         return logs
 
     def _prepare_fit(self):
-        """Compile with the defaults if needed. Under a distribution strategy, run one
-        step per call: TensorFlow cannot place the cross-replica condition of the
-        guarded update inside Keras's multi-step loop."""
+        """Check that the persistent chains split over the strategy's replicas, before
+        anything changes (`fit` and `train_on_batch` call this first, before any
+        initialisation), then compile with the defaults if needed. Under a
+        distribution strategy, run one step per call: TensorFlow cannot place the
+        cross-replica condition of the guarded update inside Keras's multi-step loop."""
+        distribute.check_chain_variables(self, self.distribute_strategy.num_replicas_in_sync)
         if getattr(self, "optimizer", None) is None or not self.compiled:
             self.compile()
         self._build_optimizer()
         if distribute.is_distributed(self.distribute_strategy) and self.steps_per_execution > 1:
             self.steps_per_execution = 1
             self.train_function = None
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras's TensorFlow trainer builds the model in `fit` and `evaluate` from the
+        # first batch averaged over the replicas, which fails on a batch that splits
+        # unevenly (keras-team/keras#19246); build from the first replica's part.
+        # tests/test_distribute.py checks that Keras still calls this hook.
+        if iterator is not None and self._distribute_strategy is not None:
+            iterator, data_batch = None, distribute.first_local_batch(
+                self._distribute_strategy, iterator)
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def _make_function(self, step_function):
+        # Keras's TensorFlow trainer builds its train and test functions here; under
+        # several workers their logs need an axis (see `distribute.multi_worker_logs`).
+        # tests/test_distribute.py checks that Keras still calls this hook.
+        return super()._make_function(
+            distribute.multi_worker_logs(step_function, self.distribute_strategy))
 
     def _sampling_arguments(self, n, steps, init, clamp, seed, verbose, generator=None,
                             min_steps=0):  # min_steps: 0 or 1
@@ -458,6 +517,38 @@ class EnergyModel(keras.Model):
         self._step_seed_state = tf.identity(generator.state.value)
         return distribute.step_seed(generator)
 
+    def check_batch(self, v):
+        """Check the batch `v` of a train step against the visible units (every row a
+        model trains on passes here, datasets included). Call it in `train_step`
+        before the update: `_apply_if_finite` then refuses the step of an invalid
+        batch, and `fit` raises the `ValueError` that the same rows would raise as
+        an array (`refusal_error`)."""
+        self._step_fault = self.visible_layer.batch_fault(v)
+
+    def warn_if_weights_explode(self):
+        """Warn once (per model) if a trained weight is larger than `LARGE_WEIGHT` in
+        magnitude: finite, so every update was applied, but no longer a sane model."""
+        if getattr(self, "_warned_large_weights", False):
+            return
+        largest = max((float(np.max(np.abs(v.numpy())))
+                       for v in self.trainable_variables if np.prod(v.shape)), default=0.0)
+        if largest > LARGE_WEIGHT:
+            self._warned_large_weights = True
+            warnings.warn(f"{type(self).__name__} {self.name!r}: a weight reached "
+                          f"{largest:.3g} in magnitude (more than {LARGE_WEIGHT:g}). The "
+                          "units saturate and learning has stopped; lower the learning "
+                          "rate.", RuntimeWarning, stacklevel=2)
+
+    def refusal_error(self, epoch, step):
+        """The error for a refused step: `ValueError` for invalid data (see
+        `check_batch`), else `TrainingDivergedError`."""
+        fault = self._refused_fault.numpy()
+        self._refused_fault.assign(tf.zeros(3))
+        if fault[0] == 0:
+            return TrainingDivergedError(divergence_message(epoch, step))
+        return ValueError(f"{self.visible_layer.fault_message(fault)} in the batch of epoch "
+                          f"{epoch}, step {step}. No update was made from that batch on.")
+
     def _skip(self, seed_state):
         """The skipped step: count it, put the random state back, change nothing else."""
         self._batches_to_skip.assign_sub(1)
@@ -479,15 +570,26 @@ class EnergyModel(keras.Model):
         averages); otherwise nothing changes and `diverged_at` records the step for
         `DivergenceGuard` to report.
 
-        Under a multi-replica `tf.distribute` strategy each replica brings the gradient
-        of its share of the global batch; the update applies their mean (as a
-        single device would on the global batch), and only if every replica's step is
-        good. Each entry of `state` is then merged across replicas before
-        `after_update` sees it, as `merge` says: "concat" (chain shares, in replica
-        order) or "mean".
+        Under a `tf.distribute` strategy each replica brings the gradient of its rows
+        of the global batch, which Keras may split unevenly, some replicas getting none
+        (a last batch smaller than the number of replicas). The first of `statistics`
+        is the replica's positive phase, one row per row of its batch: the update
+        applies the replicas' gradients weighted by their shares of the global rows
+        (a replica without rows contributes nothing, and does not count as a bad
+        step), which is what a single device computes on the global batch; the
+        negative phase of persistent chains is the same on every replica
+        (`distribute.all_chains`). It applies only if every replica's step is good.
+        Each entry of `state` is then merged across replicas before `after_update`
+        sees it, as `merge` says (`distribute.merge_replicas`): "concat" (chain shares,
+        in replica order) or "mean" (weighted by rows as the gradients are).
         """
         grad_bounds = grad_bounds or {}
-        ok = self.diverged_at < 0
+        # The batch's own check (`check_batch`): an invalid batch is refused as a
+        # diverging step is, and `fit` reports it as bad data.
+        fault = getattr(self, "_step_fault", None)
+        self._step_fault = None
+        fault = tf.zeros(3) if fault is None else fault
+        ok = tf.logical_and(self.diverged_at < 0, tf.equal(fault[0], 0.0))
         for t in statistics:
             ok = tf.logical_and(ok, tf.math.is_finite(tf.reduce_sum(t)))
         lr = tf.cast(self.optimizer.learning_rate, "float32")
@@ -500,9 +602,13 @@ class EnergyModel(keras.Model):
         seed_state = getattr(self, "_step_seed_state", None)
         self._step_seed_state = None
 
-        def bad():
-            self.diverged_at.assign(tf.cast(self.optimizer.iterations, "int64"))
-            return tf.constant(False)
+        def bad(fault=fault):
+            def first():  # the later steps of the same call are refused as well
+                self.diverged_at.assign(tf.cast(self.optimizer.iterations, "int64"))
+                self._refused_fault.assign(fault)
+                return tf.constant(False)
+
+            return tf.cond(self.diverged_at < 0, first, lambda: tf.constant(False))
 
         ctx = distribute.replica_context()
         if ctx is None:
@@ -514,29 +620,34 @@ class EnergyModel(keras.Model):
             skipping = self._batches_to_skip > 0
             return tf.cond(tf.logical_and(ok, tf.logical_not(skipping)), good,
                            lambda: tf.cond(skipping, lambda: self._skip(seed_state), bad))
-        replicas = ctx.num_replicas_in_sync
-        # The optimizer sums the replicas' gradients: each brings its share of the mean.
-        grads = [g / replicas for g in grads]
+        # Collectives in the replica context: they reach the replicas of every worker
+        # (a merge_call only sees this worker's).
+        share, all_ok, merged = distribute.merge_replicas(
+            tf.shape(statistics[0])[0], ok, list(state), list(merge))
+        fault = distribute.merge_faults(fault)
+        # The optimizer sums the replicas' gradients; select away those of a replica
+        # without rows (NaN means).
+        grads = [tf.where(share > 0, g * share, tf.zeros_like(g)) for g in grads]
 
         def apply_on_replica(grads):
             self.optimizer.apply_gradients(zip(grads, variables))
 
-        def cross_replica(distribution, grads, ok, state, seed_state):
-            local = distribution.experimental_local_results
-            all_ok = tf.reduce_all(tf.stack(local(ok)))
-            merged = [tf.concat(local(t), 0) if how == "concat" else tf.add_n(local(t)) / replicas
-                      for t, how in zip(state, merge)]
+        def cross_replica(distribution, grads, all_ok, merged, seed_state, fault):
+            def first(value):  # every replica holds the same value
+                return distribution.experimental_local_results(value)[0]
 
             def good():
                 # The optimizer's update needs a replica context (it all-reduces); the
                 # condition itself must be decided here, across replicas.
                 distribution.extended.call_for_each_replica(apply_on_replica, args=(grads,))
-                after_update(merged)
+                after_update([first(t) for t in merged])
                 return tf.constant(True)
 
-            first_state = None if seed_state is None else local(seed_state)[0]
+            first_state = None if seed_state is None else first(seed_state)
             skipping = self._batches_to_skip > 0
-            return tf.cond(tf.logical_and(all_ok, tf.logical_not(skipping)), good,
-                           lambda: tf.cond(skipping, lambda: self._skip(first_state), bad))
+            return tf.cond(tf.logical_and(first(all_ok), tf.logical_not(skipping)), good,
+                           lambda: tf.cond(skipping, lambda: self._skip(first_state),
+                                           lambda: bad(first(fault))))
 
-        return ctx.merge_call(cross_replica, args=(grads, ok, list(state), seed_state))
+        return ctx.merge_call(cross_replica,
+                              args=(grads, all_ok, merged, seed_state, fault))

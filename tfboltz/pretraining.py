@@ -160,14 +160,13 @@ def pretrain_dbn(dbn, x, y=None, epochs=20, batch_size=100, optimizer=None, prop
         raise ValueError(f"Expected a DBN to pretrain. Received: {type(dbn).__name__}")
     n_rbms = len(dbn.rbms)
     epochs = _epochs_per_rbm(epochs, n_rbms)
+    batch_size = validation.positive_int("batch_size", batch_size)
     propagate = validation.one_of("propagate", propagate, ("means", "samples"))
     data = dbn.check_data(x)
     if dbn.num_classes:
-        y = np.asarray(y) if y is not None else None
-        if y is None or y.shape != (len(data),) or y.min() < 0 or y.max() >= dbn.num_classes:
-            raise ValueError(f"Expected `y` of shape ({len(data)},) with ints in "
-                             f"[0, {dbn.num_classes}). Received: "
-                             f"{None if y is None else y.shape}")
+        if y is None:
+            raise ValueError("Expected labels `y` for a DBN with labels. Received: y=None")
+        y = validation.labels(y, len(data), dbn.num_classes)
     rng = np.random.default_rng(dbn.seed)
     histories = []
     for i, rbm in enumerate(dbn.rbms):

@@ -171,7 +171,7 @@ class RBM(EnergyModel):
             "max_norm", max_norm)
         self.weight_init_std = validation.non_negative_float("weight_init_std", weight_init_std)
         self.matmul_dtype = validation.one_of("matmul_dtype", matmul_dtype, MATMUL_DTYPES)
-        self.seed = seed
+        self.seed = seed = validation.seed(seed)
         vis_seed = None if seed is None else seed + 1
         hid_seed = None if seed is None else seed + 2
         self.visible_layer = units_lib.get(visible, self.n_visible, vis_seed, name="visible")
@@ -443,6 +443,7 @@ class RBM(EnergyModel):
     def train_step(self, data):
         v0 = tf.convert_to_tensor(keras.utils.unpack_x_y_sample_weight(data)[0])
         v0 = tf.cast(v0, self.kernel.dtype)
+        self.check_batch(v0)
         seed = self.step_seed(self.seed_generator)
         if self.dropout > 0:
             keep = keras.random.uniform(tf.shape(v0), seed=seed) >= self.dropout
@@ -463,6 +464,8 @@ class RBM(EnergyModel):
             a1 = self.hidden_input(v1)
             v_neg, _, a_neg = self._gibbs(v1, a1, self.k - 1, seed)
             new_chains = v_neg
+        if self.learning != "cd":  # every replica's chains: the global negative phase
+            v_neg, a_neg = distribute.all_chains(v_neg, a_neg)
         h_neg = self.hidden_layer.mean(a_neg)
 
         grad_w, unit_grads = self._statistic_grads(v0, h0, v_neg, h_neg)

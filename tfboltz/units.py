@@ -110,6 +110,36 @@ class StochasticUnits(keras.layers.Layer):
         if self.unit_interval:
             validation.check_unit_interval(x, name, type(self).__name__)
 
+    #: Codes of `batch_fault`.
+    FAULTS = ("none", "not finite", "out of range", "groups off")
+
+    def batch_fault(self, x):
+        """`validate_data` inside a train step: ``[code, min, max]`` of the batch `x`
+        (float32 tensor), code an index of `FAULTS` (0: a valid batch). A few
+        reductions over the batch, cheap beside its matrix products."""
+        lo, hi = ops.min(x), ops.max(x)
+        code = ops.where(
+            ops.logical_not(ops.all(ops.isfinite(x))), 1,
+            ops.where(ops.logical_and(self.unit_interval, ops.logical_or(lo < 0, hi > 1)), 2,
+                      ops.where(self._groups_off(x), 3, 0)))
+        return ops.stack([ops.cast(code, x.dtype), lo, hi])
+
+    def _groups_off(self, x):
+        """True if `x` breaks a constraint beyond range (the sum of a softmax group)."""
+        return False
+
+    def fault_message(self, fault, name="x"):
+        """The `ValueError` words for a batch that `batch_fault` refused."""
+        code, lo, hi = int(fault[0]), float(fault[1]), float(fault[2])
+        what = type(self).__name__
+        if code == 1:
+            return f"Expected finite values in `{name}`. Received: NaN or inf entries"
+        if code == 2:
+            return (f"Expected values in [0, 1] in `{name}` for {what}. "
+                    f"Received: values between {lo:.4g} and {hi:.4g}")
+        return (f"Expected each group of softmax units in `{name}` to sum to 1 ({what}). "
+                "Received: a group sum farther than 1e-4 from 1")
+
     def init_bias_from_data(self, x):
         """Set the bias from data so that the layer alone matches the data means."""
         raise NotImplementedError
@@ -409,6 +439,9 @@ class SoftmaxUnits(StochasticUnits):
         """Per-example entropy of the one-hot groups with these means (nats)."""
         return -ops.sum(mean * ops.log(ops.clip(mean, 1e-7, 1.0)), axis=-1)
 
+    def _groups_off(self, x):
+        return ops.any(ops.abs(ops.sum(self._grouped(x), axis=-1) - 1.0) > 1.1e-4)
+
     def validate_data(self, x, name="x"):
         super().validate_data(x, name)
         sums = np.asarray(x, np.float64).reshape(len(x), -1, self._group).sum(-1)
@@ -500,6 +533,12 @@ class ConcatUnits(StochasticUnits):
 
     def entropy(self, mean):
         return sum(p.entropy(m) for p, m in zip(self.parts, self.split(mean)))
+
+    def _groups_off(self, x):
+        off = False
+        for part, t in zip(self.parts, self.split(x)):
+            off = ops.logical_or(off, part._groups_off(t))
+        return off
 
     def validate_data(self, x, name="x"):
         start = 0

@@ -65,8 +65,11 @@ def check_rows(x, n_features, name="x"):
         raise ValueError(
             f"Expected `{name}` of shape (batch, {n_features}). Received: {name}.shape={x.shape}"
         )
-    if not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
-        raise ValueError(f"Expected numeric `{name}`. Received: dtype={x.dtype}")
+    if (not np.issubdtype(x.dtype, np.number) and x.dtype != bool) or np.iscomplexobj(x):
+        raise ValueError(f"Expected real numbers in `{name}`. Received: dtype={x.dtype}")
+    if len(x) == 0:
+        raise ValueError(f"Expected at least one row in `{name}`. Received: "
+                         f"{name}.shape={x.shape}")
     x = x.astype("float32", copy=False)
     if not np.all(np.isfinite(x)):
         bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
@@ -103,3 +106,54 @@ def renamed(kwargs, old, new, value, owner, strict=True):
         raise TypeError(f"{owner}() got an unexpected keyword argument "
                         f"{next(iter(kwargs))!r}")
     return value
+
+
+def seed(value, name="seed"):
+    """Return `value` if it is None or an integer in [0, 2**31), else raise a
+    `ValueError` (a model derives its layers' seeds from it by adding small ints)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not (
+            0 <= value < 2**31):
+        raise ValueError(f"Invalid value received for argument `{name}`. Expected None or "
+                         f"an integer in [0, 2**31). Received: {name}={value!r}")
+    return int(value)
+
+
+def fit_arguments(batch_size, epochs, kwargs):
+    """Check `fit`'s counting arguments before anything changes: Keras checks some
+    only once training has started, and reads ``batch_size=0`` as its default."""
+    if batch_size is not None:
+        positive_int("batch_size", batch_size)
+    non_negative_int("epochs", epochs)
+    non_negative_int("initial_epoch", kwargs.get("initial_epoch", 0))
+    for key in ("steps_per_epoch", "validation_steps", "validation_batch_size"):
+        if kwargs.get(key) is not None:
+            positive_int(key, kwargs[key])
+    if kwargs.get("validation_freq", 1) is not None:
+        positive_int("validation_freq", kwargs.get("validation_freq", 1))
+
+
+def labels(y, n, num_classes, name="y"):
+    """Integer class labels: `n` of them (or any number if `n` is None), each in
+    ``[0, num_classes)``; returns them as int32 numpy. Raises a `ValueError` naming
+    what is wrong (shape, NaN, non-integer or out-of-range values)."""
+    expected = (f"Expected `{name}` of shape ({'n' if n is None else n},) with integers in "
+                f"[0, {num_classes})")
+    arr = np.asarray(y)
+    if arr.ndim != 1 or (n is not None and len(arr) != n):
+        raise ValueError(f"{expected}. Received: {name}.shape={arr.shape}")
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer)
+                                 or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"{expected}. Received: dtype={arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{expected}. Received: "
+                             f"{int(np.sum(~np.isfinite(arr)))} NaN or inf entries")
+        if not np.all(arr == np.round(arr)):
+            bad = float(arr[arr != np.round(arr)][0])
+            raise ValueError(f"{expected}. Received: a non-integer label {bad:g}")
+    if len(arr) and (arr.min() < 0 or arr.max() >= num_classes):
+        raise ValueError(f"{expected}. Received: labels between {arr.min():g} and "
+                         f"{arr.max():g}")
+    return arr.astype("int32")
