@@ -104,19 +104,3 @@ def test_chains_must_split_evenly_before_anything_changes(report, name, call):
         "Expected `n_chains` divisible by the number of replicas (2), so that each keeps "
         "an equal share of the persistent chains. Received: n_chains=7"), result
     assert result["unchanged"] and not result["data_initialized"], result
-
-
-def test_keras_still_calls_the_hooks_tfboltz_overrides():
-    # EnergyModel overrides two private hooks of Keras's TensorFlow trainer to work
-    # around its distribution bugs (keras-team/keras#19246, tensorflow/tensorflow#72388):
-    # if Keras renames or stops calling them, the workarounds silently stop working.
-    import inspect
-
-    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
-
-    assert "_maybe_symbolic_build(iterator=epoch_iterator)" in inspect.getsource(
-        TensorFlowTrainer.fit)
-    assert "self._make_function(self.train_step)" in inspect.getsource(
-        TensorFlowTrainer.make_train_function)
-    assert list(inspect.signature(TensorFlowTrainer._maybe_symbolic_build).parameters) == [
-        "self", "iterator", "data_batch"]

@@ -197,9 +197,13 @@ def test_the_docs_layout_names_every_module():
     assert missing == []
 
 
-def test_keras_still_reads_initial_epoch():
-    """tfboltz.callbacks.set_initial_epoch relies on Keras's private `_initial_epoch`
-    (as keras.callbacks.BackupAndRestore does); fail loudly if Keras stops reading it."""
+def test_keras_still_uses_the_private_hooks():
+    """tfboltz.keras_compat relies on three private parts of Keras (see its docstring);
+    fail loudly if Keras stops using them."""
+    import inspect
+
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
     seen = []
 
     class Mover(keras.callbacks.Callback):
@@ -213,6 +217,35 @@ def test_keras_still_reads_initial_epoch():
     model.compile(optimizer="sgd", loss="mse")
     model.fit(np.zeros((4, 2)), np.zeros((4, 1)), epochs=4, verbose=0, callbacks=[Mover()])
     assert seen == [2, 3]
+    assert "_maybe_symbolic_build(iterator=epoch_iterator)" in inspect.getsource(
+        TensorFlowTrainer.fit)
+    assert "self._make_function(self.train_step)" in inspect.getsource(
+        TensorFlowTrainer.make_train_function)
+    assert list(inspect.signature(TensorFlowTrainer._maybe_symbolic_build).parameters) == [
+        "self", "iterator", "data_batch"]
+    assert list(inspect.signature(TensorFlowTrainer._make_function).parameters) == [
+        "self", "step_function"]
+
+
+# Keras's private names tfboltz uses, all in tfboltz/keras_compat.py.
+KERAS_PRIVATE = {"_initial_epoch", "_maybe_symbolic_build", "_make_function",
+                 "_distribute_strategy"}
+
+
+def test_private_keras_names_only_in_keras_compat():
+    found = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        if path.name == "keras_compat.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in KERAS_PRIVATE:
+                found.append(f"{path.name}:{node.lineno} .{node.attr}")
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [
+                    a.name for a in node.names]
+                found += [f"{path.name}:{node.lineno} import {n}" for n in names
+                          if n.startswith("keras.src")]
+    assert found == []
 
 
 def test_a_one_device_mirrored_strategy_trains_as_no_strategy(digits):

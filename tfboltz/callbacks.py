@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 from tfboltz import validation
+from tfboltz.keras_compat import set_initial_epoch
 
 
 class KScheduler(keras.callbacks.Callback):
@@ -352,18 +353,6 @@ def _delete_checkpoint(directory, number):
     for p in directory.iterdir():
         if _CHECKPOINT_FILE.fullmatch(p.name) and p.name.split(".")[0] == f"ckpt-{number}":
             p.unlink(missing_ok=True)
-
-
-def set_initial_epoch(model, epoch):
-    """Make the `fit` call in progress start at `epoch` (None: clear it).
-
-    Keras has no public way for a callback to move the first epoch of a running `fit`;
-    its own `keras.callbacks.BackupAndRestore` sets the private `Model._initial_epoch`,
-    which `fit` reads after `on_train_begin`. This is the one place tfboltz relies on
-    it; tests/test_checkpoint.py::test_keras_still_reads_initial_epoch fails if Keras
-    stops honouring it.
-    """
-    model._initial_epoch = epoch
 
 
 def _value(schedule, epoch):

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tfboltz import classifier, distribute, pipeline, progress, samplers, serving, validation, zoo
 from tfboltz.callbacks import MomentumScheduler
+from tfboltz.keras_compat import TrainerHooks
 
 #: Bound on ``learning_rate * sum|gradient|`` for a step to be applied.
 MAX_UPDATE = 1e30
@@ -56,7 +57,7 @@ class DivergenceGuard(keras.callbacks.Callback):
         self.model.warn_if_weights_explode()
 
 
-class EnergyModel(keras.Model):
+class EnergyModel(TrainerHooks, keras.Model):
     """Base class of tfboltz's generative models (a `keras.Model`).
 
     Subclasses define `visible_layer`, `n_visible`, `_init_from_data(x)` and a
@@ -433,23 +434,6 @@ class EnergyModel(keras.Model):
         if distribute.is_distributed(self.distribute_strategy) and self.steps_per_execution > 1:
             self.steps_per_execution = 1
             self.train_function = None
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras's TensorFlow trainer builds the model in `fit` and `evaluate` from the
-        # first batch averaged over the replicas, which fails on a batch that splits
-        # unevenly (keras-team/keras#19246); build from the first replica's part.
-        # tests/test_distribute.py checks that Keras still calls this hook.
-        if iterator is not None and self._distribute_strategy is not None:
-            iterator, data_batch = None, distribute.first_local_batch(
-                self._distribute_strategy, iterator)
-        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
-    def _make_function(self, step_function):
-        # Keras's TensorFlow trainer builds its train and test functions here; under
-        # several workers their logs need an axis (see `distribute.multi_worker_logs`).
-        # tests/test_distribute.py checks that Keras still calls this hook.
-        return super()._make_function(
-            distribute.multi_worker_logs(step_function, self.distribute_strategy))
 
     def _sampling_arguments(self, n, steps, init, clamp, seed, verbose, generator=None,
                             min_steps=0):  # min_steps: 0 or 1
