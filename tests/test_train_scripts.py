@@ -390,3 +390,31 @@ def test_rbm_features_logreg_script(tmp_path, monkeypatch, digits):
     clf.fit(rbm.transform(x_train), y_train)
     error = 100 * (1 - clf.score(rbm.transform(x[1000:]), y[1000:]))
     assert result["test_error_percent"] == pytest.approx(error)
+
+
+def test_dbn_scripts_train_choose_on_held_out_rows_and_measure(tmp_path, digits_as_mnist):
+    train = _script("train_dbn_mnist")
+    out = tmp_path / "dbn"
+    common = ["--layer-sizes", "64", "16", "16", "--pretrain-epochs", "1", "--batch-size", "50",
+              "--eval-every", "1", "--validation", "200"]
+    train.main([*common, "--epochs", "2", "--k-schedule", "1", "2", "--out", str(out)])
+    state = json.loads((out / "state.json").read_text())
+    assert state["evaluated_on"] == "validation: the last 200 training images"
+    assert sorted(state["test_error"]) == ["0", "1", "2"] and state["epochs_done"] == 2
+    assert keras.saving.load_model(out / "model.keras").k == 2  # the schedule's last part
+    # Up-down from the greedy-trained file of that run (how the probes were run).
+    again = tmp_path / "again"
+    train.main([*common, "--epochs", "1", "--from-pretrained", str(out / "pretrained.keras"),
+                "--out", str(again)])
+    assert json.loads((again / "state.json").read_text())["test_error"]["0"] == (
+        state["test_error"]["0"])
+
+    evaluate = _script("eval_dbn_mnist")
+    result = evaluate.main([str(out / "model.keras"), "--n-betas", "50", "--n-chains", "10",
+                            "--n-samples", "2", "--history", str(out / "state.json"),
+                            "--figure", str(tmp_path / "errors.png"),
+                            "--json", str(tmp_path / "eval.json")])
+    assert json.loads((tmp_path / "eval.json").read_text()) == result
+    assert 0 <= result["generative_test_error"] <= 100
+    assert np.isfinite(result["log_z"]) and result["test_bound"] < 0
+    assert (tmp_path / "errors.png").stat().st_size > 0
