@@ -39,7 +39,7 @@ def test_free_energy_of_labels_matches_the_rbm(trained, digits):
     dbn, _ = trained
     x, _ = digits
     h = dbn.up(x[:5])[-1]
-    ours = dbn._label_free_energies(h).numpy()
+    ours = dbn.label_free_energies(h).numpy()
     for c in range(10):
         rows = np.concatenate([h, np.tile(np.eye(10, dtype="f4")[c], (5, 1))], 1)
         np.testing.assert_allclose(ours[:, c], dbn.top.free_energy(rows), rtol=1e-4, atol=1e-3)

@@ -543,7 +543,7 @@ def elbo(model, x, log_z, n_mean_field=None, sum_out_top=False, n_samples=100, s
                              f"layer out. Received: {type(below).__name__}")
     means = [tf.constant(m) for m in model.mean_field(x, n_mean_field=n_mean_field)]
     if not sum_out_top:
-        return mean_field_bound(model, means) - float(log_z)
+        return mean_field_bound(model, means) - log_z
     # With the top layer summed out, q covers the layers below it only.
     entropy = tf.add_n([layer.entropy(mu) for layer, mu in
                         zip(model.unit_layers[1:-1], means[1:-1])])
@@ -553,7 +553,7 @@ def elbo(model, x, log_z, n_mean_field=None, sum_out_top=False, n_samples=100, s
     summed = np.concatenate([expected(means[-2][i:i + batch_size]).numpy()
                              for i in range(0, len(means[-2]), batch_size)])
     return ((linear + entropy).numpy().astype("float64") + summed.astype("float64")
-            - float(log_z))
+            - log_z)
 
 
 def mean_field_bound(model, means):
@@ -682,15 +682,11 @@ def _log_conditional(layer, x, inputs):
 def _top_log_marginal(dbn, h):
     """``log p*(h)``: the top RBM's unnormalised log-probability of visible features
     `h`, its hidden layer and the labels (if any) summed out."""
-    top, n = dbn.top, dbn.num_classes
+    if dbn.num_classes:
+        return tf.reduce_logsumexp(-dbn.label_free_energies(h), -1)
+    top = dbn.top
     vis, hid = top.visible_layer, top.hidden_layer
-    if not n:
-        return -vis.energy(h) + hid.log_partition(tf.matmul(vis.scale(h), top.kernel))
-    # Label c adds row c of the kernel's label block to the hidden input, and its own
-    # bias to the negative energy: one (N, num_classes) table, summed out exactly.
-    inputs = tf.matmul(h, top.kernel[:-n])[:, None, :] + top.kernel[-n:][None]
-    neg_energy = tf.reduce_sum(h * vis.bias[:-n], -1)[:, None] + vis.bias[-n:][None]
-    return tf.reduce_logsumexp(neg_energy + hid.log_partition(inputs), -1)
+    return -vis.energy(h) + hid.log_partition(tf.matmul(vis.scale(h), top.kernel))
 
 
 def _dbn_bound_fn(dbn, n_samples, seed):

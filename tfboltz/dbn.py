@@ -150,8 +150,10 @@ class DBN(EnergyModel):
     def _top_visible(self, h, labels):
         return tf.concat([h, labels], -1) if self.num_classes else h
 
-    def _label_free_energies(self, h):
-        """``F([h, e_c])`` of the top RBM for every label c: shape (N, num_classes)."""
+    def label_free_energies(self, h):
+        """``F([h, e_c])`` of the top RBM for every label c: shape (N, num_classes), for
+        states `h` (tensor) of the layer below the top (what `classify` and
+        `tfboltz.ais.dbn_bound` sum the labels out of)."""
         top = self.top
         eye = tf.eye(self.num_classes, dtype=h.dtype)
         a_h = tf.matmul(h, top.kernel[:-self.num_classes])
@@ -202,7 +204,7 @@ class DBN(EnergyModel):
         h = self._up(v)[-1]
         top = self.top
         if self.num_classes:
-            labels = tf.nn.softmax(-self._label_free_energies(h))
+            labels = tf.nn.softmax(-self.label_free_energies(h))
             vis = tf.concat([h, labels], -1)
         else:
             vis = h
@@ -275,7 +277,7 @@ class DBN(EnergyModel):
 
     @tf.function(reduce_retracing=True)
     def _classify_fn(self, v):
-        return tf.nn.softmax(-self._label_free_energies(self._up(v)[-1]))
+        return tf.nn.softmax(-self.label_free_energies(self._up(v)[-1]))
 
     @tf.function(reduce_retracing=True)
     def _classify_gibbs_fn(self, h, steps, seed):
