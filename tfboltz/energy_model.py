@@ -418,7 +418,6 @@ class EnergyModel(TrainerHooks, keras.Model):
         if int(self.diverged_at.numpy()) >= 0:
             self.diverged_at.assign(-1)
             raise self.refusal_error(1, 1)
-        self.warn_if_weights_explode()
         return logs
 
     def _prepare_fit(self):
