@@ -2,6 +2,7 @@
 the products-only loop and the table."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ spec = importlib.util.spec_from_file_location(
     "bench_all", Path(__file__).parents[1] / "benchmarks" / "bench_all.py")
 bench_all = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench_all)
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))  # numpy_loops
 
 
 def test_product_lists_and_flop():
@@ -18,8 +20,14 @@ def test_product_lists_and_flop():
     assert len(cd) == 4 and cd[-1] == (784, 200, 1024, True, False)
     assert bench_all.flop(cd, 600) == pytest.approx(
         2 * 600 * (3 * 100 * 784 * 1024 + 784 * 200 * 1024))
-    dbm = bench_all.dbm_products(n_mf=10)
+    dbm = bench_all.dbm_products(n_mf=10, k=1)
     assert len(dbm) == 2 + 2 * 10 + 4 + 2 + 1
+    assert len(bench_all.dbm_products()) == 2 + 2 * 5 + 4 * 5 + 2 + 1  # the recipe's step
+    dbn = bench_all.dbn_products()
+    assert len(dbn) == 3 + 2 * 3 + 1 + 10
+    # Every product of the up-down step, counted by hand (multiply-adds per row of 100).
+    assert bench_all.flop(dbn, 1) == pytest.approx(2 * 100 * (
+        784 * 500 * 6 + 500 * 500 * 6 + 510 * 2000 * (1 + 2 * 3 + 2)))
     # The RBM's epoch-end monitors: one product of at most 1,000 rows.
     assert bench_all.monitor_products(np.zeros((60000, 784)), 512) == [(1000, 784, 512)]
     assert bench_all.monitor_products(np.zeros((300, 64)), 16) == [(300, 64, 16)]
@@ -63,10 +71,21 @@ def test_table_marks_targets():
                                   "ratio": 1.67, "peak_mb": 2000.0},
         "ais_dbm": {"seconds": 90.0, "log_z": 1618.3, "n_betas": 20000, "peak_mb": 1200.0},
         "dbm_joint": {"error": "boom"},
+        "dbn_updown": {"seconds": 8.0, "products_s": 7.0, "gflops": 200.0, "ratio": 1.14,
+                       "peak_mb": 900.0},
+        "dbn_updown_numpy": {"seconds": 9.0},
+        "dbm_pretrain": {"seconds": 3.0, "products_s": 2.6, "gflops": 200.0, "ratio": 1.15,
+                         "peak_mb": 900.0},
+        "dbm_pretrain_numpy": {"seconds": 4.0},
     }
-    text = bench_all.table(results, {"sklearn": {"seconds": 10.0}})
+    text = bench_all.table(results, {"sklearn": {"seconds": 10.0}, "numpy": {"seconds": 4.0}})
     lines = {line.split()[0]: line for line in text.splitlines()[1:]}
     assert " ok " in lines["rbm_cd1"] and "sklearn 10.00 s (0.30x)" in lines["rbm_cd1"]
+    assert "4.00     0.75" in lines["rbm_cd1"]  # bench_rbm.py's numpy loop: 3.0 / 4.0
+    # Within 1.2x of its products but 0.89x numpy (target 0.8): missed.
+    assert "9.00     0.89  MISSED" in lines["dbn_updown"]
+    assert "4.00     0.75      ok" in lines["dbm_pretrain"]
+    assert "dbn_updown_numpy" not in lines
     assert "MISSED" in lines["finetune"]
     assert "plain 5.00 s (1.80x)" in lines["finetune_adv"]
     assert "plain 5.00 s (3.00x)" in lines["finetune_vat_oriented"]
@@ -79,3 +98,23 @@ def test_cpu_model_reads_cpuinfo_and_falls_back(tmp_path):
     info.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t: fpu\n")
     assert bench_all.cpu_model(info) == "AMD EPYC 9B14"
     assert bench_all.cpu_model(tmp_path / "missing")  # platform's answer, never empty
+
+
+def test_numpy_peers_learn_and_stay_finite():
+    """Each numpy peer runs an epoch, moves every parameter and keeps it finite."""
+    import numpy_loops as nl
+
+    rng = np.random.default_rng(0)
+    x = (rng.random((300, 20)) < 0.3).astype("float32")
+    y = rng.integers(0, 3, 300)
+    loops = [nl.RBMLoop(20, 8), nl.RBMLoop(20, 8, pcd=True, chains=10),
+             nl.RBMLoop(20, 8, visible_copies=2), nl.RBMLoop(20, 8, hidden_copies=2),
+             nl.DBMLoop((20, 8, 6), chains=10), nl.DBMLoop((20, 8, 6), centering=False),
+             nl.DBNLoop((20, 8, 7, 9), num_classes=3, k=2)]
+    for loop in loops:
+        loop.lr = 0.05
+        before = [p.copy() for p in loop.params]
+        seconds = nl.time_epochs(loop, x, None if not isinstance(loop, nl.DBNLoop) else y, 2)
+        assert len(seconds) == 2 and min(seconds) > 0
+        for p, q in zip(loop.params, before):
+            assert np.all(np.isfinite(p)) and not np.array_equal(p, q)
