@@ -20,7 +20,9 @@ dbm_joint           one joint epoch of the zoo DBM's recipe (784-500-1000, cente
 dbn_updown          one up-down epoch of the 784-500-500-2000 DBN with 10 labels
                     (CD-3 at the top), as scripts/train_dbn_mnist.py runs it; beside
                     it a numpy loop of the same algorithm.
-ais_dbm             AIS with 20,000 betas and 100 chains on the zoo's mnist_dbm.
+ais_dbm             AIS with 20,000 betas and 100 chains on the zoo's mnist_dbm by the
+                    two-stage path (proposal="rbm", 20,000 betas each stage) that the
+                    DBM needs.
 finetune            one epoch of the DBM's Sequential classifier (784+1000 -> 500
                     -> 1000 -> 10, Adam) on 55,000 rows.
 finetune_adv        the same epoch with fast-gradient-sign adversarial training
@@ -37,8 +39,9 @@ finetune_adv_l2     finetune_adv with the fast gradient method in the L2 norm
                     products as finetune_adv.
 finetune_vat_oriented  finetune_vat with the side of the perturbation chosen by the
                     larger KL (`orient=True`): two more forwards a step.
-*_bf16              rbm_cd1 and dbm_joint with `matmul_dtype="bfloat16"` (mixed
-                    precision); their products are timed in bfloat16 too.
+*_bf16              rbm_cd1, rbm_pcd1, dbm_pretrain and dbm_joint with
+                    `matmul_dtype="bfloat16"` (mixed precision); their products are
+                    timed in bfloat16 too, their numpy peer is the float32 one.
 *_xla               rbm_cd1, dbm_pretrain and finetune compiled with XLA
                     (`jit_compile=True`), which fuses the element-wise work and the
                     optimizer update; on this CPU it pays for these and not for the
@@ -212,16 +215,16 @@ def case_rbm(x, n_hid=1024, batch=B, learning="cd", matmul_dtype="float32", jit=
             "epoch_products": monitor_products(x, n_hid), "dtype": matmul_dtype}
 
 
-def case_dbm_pretrain(x, jit=False):
-    t1 = time_rbm_epoch(x, 500, B, visible_copies=2, jit=jit)
+def case_dbm_pretrain(x, jit=False, matmul_dtype="float32"):
+    t1 = time_rbm_epoch(x, 500, B, visible_copies=2, jit=jit, matmul_dtype=matmul_dtype)
     x1 = np.asarray(x[:, :500] > 0.5, "float32")  # stand-in data of the right width
-    t2 = time_rbm_epoch(x1, 1000, B, hidden_copies=2, jit=jit)
+    t2 = time_rbm_epoch(x1, 1000, B, hidden_copies=2, jit=jit, matmul_dtype=matmul_dtype)
     # Doubling scales the inputs; it adds no products.
     prods = rbm_products(784, 500, B) + rbm_products(500, 1000, B)
     return {"seconds": t1["seconds"] + t2["seconds"], "batches": math.ceil(len(x) / B),
             "products": prods,
             "epoch_products": monitor_products(x, 500) + monitor_products(x1, 1000),
-            "parts_s": [t1["seconds"], t2["seconds"]],
+            "parts_s": [t1["seconds"], t2["seconds"]], "dtype": matmul_dtype,
             "epochs_s": [t1["epochs_s"], t2["epochs_s"]]}
 
 
@@ -310,9 +313,11 @@ def case_ais_dbm(x, n_betas=20000):
 
     dbm = tb.zoo.load("mnist_dbm")
     start = time.perf_counter()
-    est = tb.ais.log_partition(dbm, n_chains=100, n_betas=n_betas, seed=0, data=x, verbose=0)
+    est = tb.ais.log_partition(dbm, n_chains=100, n_betas=n_betas, seed=0, proposal="rbm",
+                               data=x, verbose=0)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "log_z": float(est.log_z), "n_betas": n_betas}
+    return {"seconds": seconds, "log_z": float(est.log_z), "n_betas": n_betas,
+            "log_z_interval": [est.log_z_low, est.log_z_high]}
 
 
 def _batches(f, y):
@@ -392,6 +397,10 @@ def run_case(name, x, y):
         return case_rbm(x, learning="cd" if name == "rbm_cd1" else "pcd")
     if name == "rbm_cd1_bf16":
         return case_rbm(x, matmul_dtype="bfloat16")
+    if name == "rbm_pcd1_bf16":
+        return case_rbm(x, learning="pcd", matmul_dtype="bfloat16")
+    if name == "dbm_pretrain_bf16":
+        return case_dbm_pretrain(x, matmul_dtype="bfloat16")
     if name == "dbm_joint_bf16":
         return case_dbm_joint(x, matmul_dtype="bfloat16")
     if name == "dbm_pretrain":
@@ -446,7 +455,7 @@ def cases(quick):
     names = ["rbm_cd1", "rbm_pcd1", "rbm_pcd1_numpy", "dbm_pretrain", "dbm_pretrain_numpy",
              "dbm_joint", "dbm_joint_numpy", "dbn_updown", "dbn_updown_numpy", "ais_dbm",
              "finetune", "finetune_adv", "finetune_adv_l2", "finetune_vat", "finetune_vat_fd",
-             "finetune_vat_oriented", "rbm_cd1_bf16",
+             "finetune_vat_oriented", "rbm_cd1_bf16", "rbm_pcd1_bf16", "dbm_pretrain_bf16",
              "dbm_joint_bf16", "rbm_cd1_xla", "dbm_pretrain_xla", "finetune_xla"]
     names += [f"scale_h{h}" for h in SCALE_HIDDEN] + [f"scale_b{b}" for b in SCALE_BATCH]
     return names
@@ -474,7 +483,10 @@ def peers(data_npy, n_rows):
 
 def numpy_seconds(name, results, peer):
     """The epoch of the case's numpy peer, if it ran: bench_rbm.py's CD-1 loop for
-    rbm_cd1, else the case ``<name>_numpy``."""
+    rbm_cd1 (and its variants), else the case ``<name>_numpy`` (without a ``_bf16`` or
+    ``_xla`` suffix)."""
+    for variant in ("_bf16", "_xla"):  # the same algorithm: the same peer
+        name = name.removesuffix(variant)
     if name == "rbm_cd1":
         return peer.get("numpy", {}).get("seconds")
     return results.get(f"{name}_numpy", {}).get("seconds")

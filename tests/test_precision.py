@@ -50,3 +50,39 @@ def test_bad_matmul_dtype():
         tb.RBM(4, 3, matmul_dtype="int8")
     with pytest.raises(ValueError, match="matmul_dtype"):
         tb.DBM([4, 3, 2], matmul_dtype="float64")
+
+
+def _kernel_casts(model, shapes, batch):
+    """How many casts of a whole kernel (a tensor of one of `shapes`) to bfloat16 one
+    traced train step makes."""
+    import tensorflow as tf
+
+    model.compile(optimizer=keras.optimizers.SGD(0.05))
+    graph = tf.function(model.train_step).get_concrete_function(
+        tf.TensorSpec((batch, shapes[0][0]), tf.float32)).graph
+    return sum(1 for op in graph.get_operations()
+               if op.type == "Cast" and op.outputs[0].dtype == tf.bfloat16
+               and tuple(op.outputs[0].shape) in shapes)
+
+
+def test_a_train_step_casts_each_kernel_once(digits):
+    """Each kernel is cast to bfloat16 once a step, not once a product (a cast is a pass
+    over the whole kernel): CD-1 reads it three times, the DBM's mean-field and Gibbs
+    sweeps many more."""
+    rbm = tb.RBM(64, 32, seed=0, matmul_dtype="bfloat16")
+    assert _kernel_casts(rbm, [(64, 32)], 50) == 1
+    dbm = tb.DBM([64, 12, 8], seed=0, matmul_dtype="bfloat16", k=3)
+    # Two for the step, one more for the reconstruction metric, which reads the updated
+    # first kernel (the old step cast a kernel for each product: 3 for this RBM, 15 for
+    # this DBM, the mean-field loop's body counted once).
+    assert _kernel_casts(dbm, [(64, 12), (12, 8)], 50) == 3
+    # The step's results are those of a cast a product: the same rounding.
+    x = digits[0][:100]
+    once = tb.RBM(64, 32, seed=0, matmul_dtype="bfloat16")
+    every = tb.RBM(64, 32, seed=0, matmul_dtype="bfloat16")
+    every.set_weights(once.get_weights())
+    every._product_kernel = lambda: every.kernel  # the cast in each product
+    for model in (once, every):
+        model.compile(optimizer=keras.optimizers.SGD(0.05))
+        model.fit(x, batch_size=50, epochs=1, verbose=0, shuffle=False)
+    np.testing.assert_array_equal(once.kernel.numpy(), every.kernel.numpy())

@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfboltz import centering as centering_lib
-from tfboltz import classifier, distribute, progress, samplers, validation
+from tfboltz import classifier, distribute, precision, progress, samplers, validation
 from tfboltz import mean_field as mean_field_lib
 from tfboltz import units as units_lib
 from tfboltz.energy_model import EnergyModel
@@ -196,9 +196,15 @@ class DBM(EnergyModel):
 
     # Conditionals ------------------------------------------------------------------
 
+    def _product_kernels(self):
+        """The kernels as products read them: the train step's low-precision copies,
+        cast once a step (`precision.step_operands`), or the variables."""
+        cast = getattr(self, "_step_kernels", None)
+        return self.kernels if cast is None else cast
+
     def layer_input(self, states, i):
         """Input to layer `i` from its neighbours' `states` (a full list of layers)."""
-        return mean_field_lib.layer_input(self.unit_layers, self.kernels, states, i,
+        return mean_field_lib.layer_input(self.unit_layers, self._product_kernels(), states, i,
                                           self.matmul_dtype)
 
     def energy(self, states):
@@ -213,12 +219,12 @@ class DBM(EnergyModel):
     def initial_means(self, v):
         """The doubled bottom-up pass that starts mean-field (a list of tensors, one per
         layer; see `tfboltz.mean_field.initial_means`)."""
-        return mean_field_lib.initial_means(self.unit_layers, self.kernels, v,
+        return mean_field_lib.initial_means(self.unit_layers, self._product_kernels(), v,
                                             matmul_dtype=self.matmul_dtype)
 
     def _mean_field(self, v, n_iter, tol):
-        return mean_field_lib.mean_field_means(self.unit_layers, self.kernels, v, n_iter, tol,
-                                self.matmul_dtype)
+        return mean_field_lib.mean_field_means(self.unit_layers, self._product_kernels(), v,
+                                               n_iter, tol, self.matmul_dtype)
 
     def mean_field(self, x, n_mean_field=None, tol=None, batch_size=1000, verbose="auto",
                    **kwargs):
@@ -291,6 +297,13 @@ class DBM(EnergyModel):
             var.assign(tf.reduce_mean(m, 0))
 
     def train_step(self, data):
+        self._step_kernels = precision.step_operands(self.kernels, self.matmul_dtype)
+        try:
+            return self._train_step(data)
+        finally:
+            self._step_kernels = None
+
+    def _train_step(self, data):
         v = tf.cast(keras.utils.unpack_x_y_sample_weight(data)[0], self.kernels[0].dtype)
         self.check_batch(v)
         seed = self.step_seed(self.seed_generator)
@@ -353,6 +366,7 @@ class DBM(EnergyModel):
                 var.assign(chains if self.n_temperatures == 1
                            else samplers.from_ladders(chains, self.n_temperatures, size))
 
+        self._step_kernels = None  # the reconstruction below reads the updated kernels
         self._apply_if_finite(grad_list, variables, [*pos[1:], *neg], after_update,
                               state=[*new_particles, *batch_means],
                               merge=["concat"] * n_layers + ["mean"] * len(batch_means))

@@ -12,3 +12,17 @@ def matmul(a, b, dtype=None, **kwargs):
     if dtype is None or dtype == "float32":
         return tf.matmul(a, b, **kwargs)
     return tf.cast(tf.matmul(tf.cast(a, dtype), tf.cast(b, dtype), **kwargs), a.dtype)
+
+
+def low_precision(dtype):
+    """Whether products in `dtype` cast their operands (anything but float32)."""
+    return dtype is not None and dtype != "float32"
+
+
+def step_operands(variables, dtype):
+    """The weights of a train step as the operands of its products: in a low-precision
+    `dtype`, each cast once for the step (a step reads a kernel in several products, and
+    each cast is a pass over the whole kernel); in float32, None (use the variables)."""
+    if not low_precision(dtype):
+        return None
+    return [tf.cast(v, dtype) for v in variables]

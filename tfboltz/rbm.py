@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfboltz import centering as centering_lib
-from tfboltz import classifier, distribute, progress, samplers, validation
+from tfboltz import classifier, distribute, precision, progress, samplers, validation
 from tfboltz import units as units_lib
 from tfboltz.energy_model import EnergyModel
 from tfboltz.precision import MATMUL_DTYPES, matmul
@@ -270,16 +270,23 @@ class RBM(EnergyModel):
 
     # Conditionals ----------------------------------------------------------------
 
+    def _product_kernel(self):
+        """The kernel as products read it: the train step's low-precision copy, cast
+        once a step (`precision.step_operands`), or the variable."""
+        cast = getattr(self, "_step_kernel", None)
+        return self.kernel if cast is None else cast
+
     def hidden_input(self, v):
         """``scale(v) @ W``: the input the hidden units get from `v` (times
         `visible_copies`)."""
-        a = matmul(self.visible_layer.scale(v), self.kernel, self.matmul_dtype)
+        a = matmul(self.visible_layer.scale(v), self._product_kernel(), self.matmul_dtype)
         return a * float(self.visible_copies) if self.visible_copies != 1 else a
 
     def visible_input(self, h):
         """``scale(h) @ W.T``: the input the visible units get from `h` (times
         `hidden_copies`)."""
-        u = matmul(self.hidden_layer.scale(h), self.kernel, self.matmul_dtype, transpose_b=True)
+        u = matmul(self.hidden_layer.scale(h), self._product_kernel(), self.matmul_dtype,
+                   transpose_b=True)
         return u * float(self.hidden_copies) if self.hidden_copies != 1 else u
 
     def call(self, inputs):
@@ -441,6 +448,13 @@ class RBM(EnergyModel):
         return grad_w, dict(zip([id(u) for u in unit_vars], unit_grads))
 
     def train_step(self, data):
+        (self._step_kernel,) = precision.step_operands([self.kernel], self.matmul_dtype) or [None]
+        try:
+            return self._train_step(data)
+        finally:
+            self._step_kernel = None
+
+    def _train_step(self, data):
         v0 = tf.convert_to_tensor(keras.utils.unpack_x_y_sample_weight(data)[0])
         v0 = tf.cast(v0, self.kernel.dtype)
         self.check_batch(v0)
