@@ -118,3 +118,18 @@ def test_numpy_peers_learn_and_stay_finite():
         assert len(seconds) == 2 and min(seconds) > 0
         for p, q in zip(loop.params, before):
             assert np.all(np.isfinite(p)) and not np.array_equal(p, q)
+
+
+def test_profile_rbm_step_runs_every_variant(tmp_path):
+    """The step-profile script runs each variant and writes its best epochs (a smoke
+    run on 300 rows; the timings themselves are not checked)."""
+    import json
+
+    import profile_rbm_step
+
+    out = tmp_path / "profile.json"
+    assert profile_rbm_step.main(["--n-rows", "300", "--rounds", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["rows"] == 300
+    assert list(result["best_s"]) == list(profile_rbm_step.VARIANTS)
+    assert all(t > 0 for t in result["best_s"].values())
