@@ -150,6 +150,9 @@ def test_a_clear_error_before_any_change(case, make, fit_first, call, words):
     (rbm, np.where(X > 0.9, np.nan, X),
      r"Expected finite values in `x`. Received: NaN or inf entries"),
     (dbm, X - 0.5, r"values between -0.5 and 0.5"),
+    # Rectified visibles take any non-negative value: only a negative one is refused.
+    (lambda: tb.RBM(64, 16, visible="nrelu", seed=0), -X,
+     r"Expected non-negative values in `x` for NReLUUnits. Received: minimum -1"),
 ])
 def test_a_dataset_that_turns_bad_stops_before_its_first_bad_batch(make, bad, words):
     # 1,000 good rows, then 200 bad ones: ten updates, then the error; the bad

@@ -107,8 +107,19 @@ class StochasticUnits(keras.layers.Layer):
 
     def validate_data(self, x, name="x"):
         """Raise a `ValueError` if `x` (numpy) is not a valid state of these units."""
-        if self.unit_interval:
-            validation.check_unit_interval(x, name, type(self).__name__)
+        lo, hi = float(np.min(x)), float(np.max(x))
+        if self._out_of_range(lo, hi):
+            raise ValueError(self._range_message(name, lo, hi))
+
+    def _out_of_range(self, lo, hi):
+        """Whether states whose least and largest values are `lo` and `hi` (floats or
+        tensors) lie outside what these units take: one rule for `validate_data` and
+        `batch_fault`."""
+        return ops.logical_and(self.unit_interval, ops.logical_or(lo < 0, hi > 1))
+
+    def _range_message(self, name, lo, hi):
+        return (f"Expected values in [0, 1] in `{name}` for {type(self).__name__}. "
+                f"Received: values between {lo:.4g} and {hi:.4g}")
 
     #: Codes of `batch_fault`.
     FAULTS = ("none", "not finite", "out of range", "groups off")
@@ -120,8 +131,7 @@ class StochasticUnits(keras.layers.Layer):
         lo, hi = ops.min(x), ops.max(x)
         code = ops.where(
             ops.logical_not(ops.all(ops.isfinite(x))), 1,
-            ops.where(ops.logical_and(self.unit_interval, ops.logical_or(lo < 0, hi > 1)), 2,
-                      ops.where(self._groups_off(x), 3, 0)))
+            ops.where(self._out_of_range(lo, hi), 2, ops.where(self._groups_off(x), 3, 0)))
         return ops.stack([ops.cast(code, x.dtype), lo, hi])
 
     def _groups_off(self, x):
@@ -135,8 +145,7 @@ class StochasticUnits(keras.layers.Layer):
         if code == 1:
             return f"Expected finite values in `{name}`. Received: NaN or inf entries"
         if code == 2:
-            return (f"Expected values in [0, 1] in `{name}` for {what}. "
-                    f"Received: values between {lo:.4g} and {hi:.4g}")
+            return self._range_message(name, lo, hi)
         return (f"Expected each group of softmax units in `{name}` to sum to 1 ({what}). "
                 "Received: a group sum farther than 1e-4 from 1")
 
@@ -612,12 +621,12 @@ class NReLUUnits(StochasticUnits):
     def log_partition(self, inputs):
         return ops.sum(_neg_dilog_neg_exp(inputs + self.bias), axis=-1)
 
-    def validate_data(self, x, name="x"):
-        if np.min(x) < 0:
-            raise ValueError(
-                f"Expected non-negative values in `{name}` for NReLUUnits. "
-                f"Received: minimum {float(np.min(x)):.4g}"
-            )
+    def _out_of_range(self, lo, hi):
+        return lo < 0
+
+    def _range_message(self, name, lo, hi):
+        return (f"Expected non-negative values in `{name}` for NReLUUnits. "
+                f"Received: minimum {lo:.4g}")
 
     def init_bias_from_data(self, x):
         m = np.maximum(np.mean(np.asarray(x, np.float32), axis=0), 1e-3)

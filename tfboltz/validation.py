@@ -79,15 +79,6 @@ def check_rows(x, n_features, name="x"):
     return x
 
 
-def check_unit_interval(x, name, what):
-    lo, hi = float(np.min(x)), float(np.max(x))
-    if lo < 0 or hi > 1:
-        raise ValueError(
-            f"Expected values in [0, 1] in `{name}` for {what}. "
-            f"Received: values between {lo:.4g} and {hi:.4g}"
-        )
-
-
 def renamed(kwargs, old, new, value, owner, strict=True):
     """The value of argument `new`, taking it from `kwargs[old]` (the name it had
     before; a `DeprecationWarning`) when only the old name was given.
