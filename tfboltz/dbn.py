@@ -537,8 +537,9 @@ class DBN(EnergyModel):
         vis_neg = vis_pos
         for _ in range(self.k):
             vis_neg = top.visible_layer.sample(top.visible_input(h), seed)
-            h_mean = top.hidden_layer.mean(top.hidden_input(vis_neg))
-            h = top.hidden_layer.sample(top.hidden_input(vis_neg), seed)
+            a_neg = top.hidden_input(vis_neg)
+            h_mean = top.hidden_layer.mean(a_neg)
+            h = top.hidden_layer.sample(a_neg, seed)
         grad_w, unit_grads = top._statistic_grads(vis_pos, h_pos, vis_neg, h_mean)
         grads = {id(top.kernel): grad_w, **unit_grads}
         gen_err = rec_err = tf.constant(0.0)
