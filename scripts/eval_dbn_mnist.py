@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import tfboltz as tb
+from tfboltz import cli
 
 
 def parse_args(argv=None):
@@ -93,10 +94,7 @@ def main(argv=None):
         plot_errors(json.loads(args.history.read_text()), args.figure)
         out["figure"] = str(args.figure)
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(out, indent=1) + "\n")
-        tmp.replace(args.json)
+        cli.write_json(args.json, out)
     return out
 
 

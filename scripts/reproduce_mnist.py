@@ -31,6 +31,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tfboltz as tb  # noqa: E402
+from tfboltz import cli  # noqa: E402
 
 ANCHORS = {
     "rbm_knn": 2.88, "rbm_logreg": 1.83, "rbm_svm": 1.80, "rbm_finetuned": 1.27,
@@ -47,9 +48,7 @@ def record(path, key, value):
     """Add one measured row to the JSON file (written atomically)."""
     rows = json.loads(path.read_text()) if path.exists() else {}
     rows[key] = value
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(rows, indent=1))
-    tmp.replace(path)
+    cli.write_json(path, rows)
     print(f"{key}: {json.dumps(value)}")
 
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import tfboltz as tb
 from tfboltz import cli
@@ -212,3 +213,25 @@ def test_verbose_is_checked():
 
     with pytest.raises(ValueError, match="verbose"):
         tb.RBM(8, 4, seed=0).sample(2, steps=1, verbose="yes")
+
+
+def test_write_json_replaces_the_file_whole_or_not_at_all(tmp_path, monkeypatch):
+    """The measurement files are written under a temporary name and renamed: a failure
+    before the rename leaves the old file as it was."""
+    import json
+
+    path = tmp_path / "sub" / "result.json"
+    cli.write_json(path, {"a": 1})
+    assert json.loads(path.read_text()) == {"a": 1}
+
+    def broken(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken)
+    with pytest.raises(OSError):
+        cli.write_json(path, {"a": 2})
+    assert json.loads(path.read_text()) == {"a": 1}
+    monkeypatch.undo()
+    cli.write_json(path, {"a": 3})
+    assert json.loads(path.read_text()) == {"a": 3}
+    assert [p.name for p in path.parent.iterdir()] == ["result.json"]  # nothing left over

@@ -16,6 +16,7 @@ file. `tfboltz COMMAND --help` describes each command.
 import argparse
 import importlib.metadata
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -131,7 +132,18 @@ def _eval(args):
     if "probe_accuracy" in result:
         print(f"linear probe test accuracy = {100 * result['probe_accuracy']:.2f}%")
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": args.model, **result}, indent=1))
+        write_json(args.json, {"model": args.model, **result})
+
+
+def write_json(path, obj):
+    """Write `obj` as JSON to `path` (its folder made if missing) under a temporary name,
+    then rename it: a run stopped mid-write leaves the old file or none, never half of
+    one. Shared with the scripts that record measurements."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    os.replace(tmp, path)
 
 
 def add_optimizer_arguments(p):
