@@ -11,17 +11,54 @@ the top RBM's free energy) is measured after greedy training and every
 `--eval-every` up-down epochs, and written with the wall-clock of each phase to
 ``state.json``. A checkpoint (``model.keras``) is written atomically after greedy
 training and after each up-down epoch; ``--resume`` continues from the last one.
+
+Up-down runs as one leg (``--epochs``, ``--lr``, ``--k`` or ``--k-schedule``) or as
+several (``--legs EPOCHS:LR:K[:EMA] ...``), each with a fresh SGD optimizer. A leg with
+EMA keeps an exponential moving average of the weights (Keras's ``use_ema`` with
+``SwapEMAWeights``): the average is what is measured, checkpointed and carried into
+the next leg, and the last step's own error is recorded beside it
+(``test_error_raw``). The zoo's ``mnist_dbn`` card names its legs.
 """
 
 import argparse
 import json
 import time
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 import keras
 import numpy as np
 
 import tfboltz as tb
+
+
+class Leg(NamedTuple):
+    """A leg of up-down training: its epochs, SGD rate, Gibbs steps at the top, and the
+    momentum of the moving average of the weights it keeps (None: none)."""
+
+    epochs: int
+    lr: float
+    k: int
+    ema: Optional[float] = None
+
+
+def parse_leg(text):
+    """``EPOCHS:LR:K`` or ``EPOCHS:LR:K:EMA`` (e.g. ``40:0.01:10:0.9995``) as a `Leg`."""
+    parts = text.split(":")
+    try:
+        if len(parts) not in (3, 4):
+            raise ValueError
+        leg = Leg(int(parts[0]), float(parts[1]), int(parts[2]),
+                  float(parts[3]) if len(parts) == 4 else None)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"Expected a leg as EPOCHS:LR:K or EPOCHS:LR:K:EMA. Received: {text!r}") from None
+    if leg.epochs < 1 or leg.lr <= 0 or leg.k < 1 or not (
+            leg.ema is None or 0 < leg.ema < 1):
+        raise argparse.ArgumentTypeError(
+            "Expected a leg with at least 1 epoch, a positive rate, at least 1 Gibbs step "
+            f"and an average momentum in (0, 1). Received: {text!r}")
+    return leg
 
 
 def parse_args(argv=None):
@@ -36,11 +73,20 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=0.001, help="up-down SGD learning rate")
     p.add_argument("--momentum", type=float, default=0.9, help="up-down momentum")
     p.add_argument("--k", type=int, default=3, help="Gibbs steps at the top in up-down")
+    p.add_argument("--ema", type=float, default=None,
+                   help="keep an exponential moving average of the up-down weights with "
+                        "this momentum (e.g. 0.9995) and measure and save it, not the last "
+                        "step's weights (Keras's `use_ema` and `SwapEMAWeights`)")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--eval-every", type=int, default=10)
     p.add_argument("--k-schedule", type=int, nargs="+", default=None,
                    help="Gibbs steps at the top for equal parts of the up-down epochs "
                         "(the paper's 3 6 10); overrides --k")
+    p.add_argument("--legs", type=parse_leg, nargs="+", default=None,
+                   metavar="EPOCHS:LR:K[:EMA]",
+                   help="up-down in legs, each with a fresh optimizer, its own rate, Gibbs "
+                        "steps at the top and (optionally) weight average; overrides "
+                        "--epochs, --lr, --k, --k-schedule and --ema")
     p.add_argument("--n-train", type=int, default=60000)
     p.add_argument("--validation", type=int, default=0,
                    help="hold out the last N of the training images and report the "
@@ -110,8 +156,11 @@ def main(argv=None):
         save(dbn, args.out, state)
     state["evaluated_on"] = (f"validation: the last {args.validation} training images"
                              if args.validation else "test")
-    # On --resume the optimizer starts afresh: its momentum buffers are not restored.
-    dbn.compile(optimizer=keras.optimizers.SGD(args.lr, momentum=args.momentum))
+    legs = args.legs or [Leg(args.epochs, args.lr, args.k, args.ema)]
+    total = sum(leg.epochs for leg in legs)
+
+    def measured(epoch):
+        return (epoch + 1) % args.eval_every == 0 or epoch + 1 == total
 
     class Save(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -120,24 +169,46 @@ def main(argv=None):
         def on_epoch_end(self, epoch, logs=None):
             state["epochs_done"] = epoch + 1
             state["updown_seconds"] += time.time() - self.t0
-            if (epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs:
+            if measured(epoch):
                 err = test_error(self.model, x_test, y_test)
                 state["test_error"][str(epoch + 1)] = err
                 print(f"epoch {epoch + 1}: generative test error {err:.2f}%", flush=True)
             save(self.model, args.out, state)
 
-    schedule = []
-    if args.k_schedule:
-        part = -(-args.epochs // len(args.k_schedule))
-        schedule = [tb.callbacks.KScheduler(lambda e: args.k_schedule[min(e // part, len(
-            args.k_schedule) - 1)])]
-    if state["epochs_done"] < args.epochs:
-        dbn.fit(x, y, batch_size=args.batch_size, epochs=args.epochs,
-                initial_epoch=state["epochs_done"], verbose=2,
-                callbacks=[*schedule,
-                           keras.callbacks.CSVLogger(args.out / "log.csv",
-                                                     append=state["epochs_done"] > 0),
-                           Save()])
+    class RawError(keras.callbacks.Callback):
+        """With an average kept: the error of the last step's weights, before the
+        average is swapped in for `Save` (state["test_error_raw"])."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if measured(epoch):
+                state.setdefault("test_error_raw", {})[str(epoch + 1)] = test_error(
+                    self.model, x_test, y_test)
+
+    start = 0
+    for leg in legs:
+        end, first = start + leg.epochs, start
+        start = end
+        if state["epochs_done"] >= end:
+            continue
+        # Each leg (and a --resume) starts a fresh optimizer: no momentum carried over.
+        ema = {} if leg.ema is None else {"use_ema": True, "ema_momentum": leg.ema}
+        dbn.compile(optimizer=keras.optimizers.SGD(leg.lr, momentum=args.momentum, **ema))
+        dbn.k = leg.k
+        callbacks = []
+        if args.k_schedule and not args.legs:
+            part = -(-leg.epochs // len(args.k_schedule))
+            callbacks.append(tb.callbacks.KScheduler(
+                lambda e: args.k_schedule[min(e // part, len(args.k_schedule) - 1)]))
+        callbacks.append(keras.callbacks.CSVLogger(args.out / "log.csv",
+                                                   append=state["epochs_done"] > 0))
+        if leg.ema is not None:
+            callbacks += [RawError(), keras.callbacks.SwapEMAWeights(swap_on_epoch=True)]
+        print(f"up-down epochs {first + 1}-{end}: SGD {leg.lr:g}, momentum {args.momentum:g}"
+              f", CD-{leg.k} at the top" + ("" if leg.ema is None else
+                                            f", weights averaged ({leg.ema:g})"), flush=True)
+        dbn.fit(x, y, batch_size=args.batch_size, epochs=end,
+                initial_epoch=max(state["epochs_done"], first), verbose=2,
+                callbacks=[*callbacks, Save()])
     print(f"up-down: {state['updown_seconds']:.0f} s in total; test error by epoch: "
           f"{state['test_error']}")
 

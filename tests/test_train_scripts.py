@@ -409,6 +409,25 @@ def test_dbn_scripts_train_choose_on_held_out_rows_and_measure(tmp_path, digits_
     assert json.loads((again / "state.json").read_text())["test_error"]["0"] == (
         state["test_error"]["0"])
 
+    # In legs, each with a fresh optimizer; the last keeps a moving average of the
+    # weights, which is what is measured and saved (the last step's error beside it).
+    legs = tmp_path / "legs"
+    pretrained = ["--from-pretrained", str(out / "pretrained.keras")]
+    train.main([*common, *pretrained, "--legs", "1:0.01:1", "1:0.005:2:0.9", "--out", str(legs)])
+    state = json.loads((legs / "state.json").read_text())
+    assert state["epochs_done"] == 2 and sorted(state["test_error"]) == ["0", "1", "2"]
+    assert sorted(state["test_error_raw"]) == ["2"]
+    assert keras.saving.load_model(legs / "model.keras").k == 2
+    # --resume goes on in the leg where the run stopped
+    train.main([*common, *pretrained, "--legs", "1:0.01:1", "1:0.005:2:0.9", "2:0.005:1",
+                "--resume", "--out", str(legs)])
+    state = json.loads((legs / "state.json").read_text())
+    assert state["epochs_done"] == 4 and sorted(state["test_error"]) == ["0", "1", "2", "3", "4"]
+    assert keras.saving.load_model(legs / "model.keras").k == 1
+    for bad in ("1:0.01", "0:0.01:1", "1:0.01:1:1.5", "a:b:c"):
+        with pytest.raises(SystemExit):
+            train.parse_args(["--legs", bad])
+
     evaluate = _script("eval_dbn_mnist")
     result = evaluate.main([str(out / "model.keras"), "--n-betas", "50", "--n-chains", "10",
                             "--n-samples", "2", "--history", str(out / "state.json"),
