@@ -17,7 +17,10 @@ several (``--legs EPOCHS:LR:K[:EMA] ...``), each with a fresh SGD optimizer. A l
 EMA keeps an exponential moving average of the weights (Keras's ``use_ema`` with
 ``SwapEMAWeights``): the average is what is measured, checkpointed and carried into
 the next leg, and the last step's own error is recorded beside it
-(``test_error_raw``). The zoo's ``mnist_dbn`` card names its legs.
+(``test_error_raw``). ``--discriminative W`` adds the label cross-entropy of the
+free-energy classifier to the top RBM's up-down update with weight W (hybrid
+training, `tfboltz.DBN`'s ``discriminative``); 0, the default, is the paper's purely
+generative up-down.
 """
 
 import argparse
@@ -82,6 +85,10 @@ def parse_args(argv=None):
     p.add_argument("--k-schedule", type=int, nargs="+", default=None,
                    help="Gibbs steps at the top for equal parts of the up-down epochs "
                         "(the paper's 3 6 10); overrides --k")
+    p.add_argument("--discriminative", type=float, default=0.0,
+                   help="weight of the label cross-entropy added to the top RBM's up-down "
+                        "update (`DBN(discriminative=...)`; 0: the paper's generative "
+                        "up-down)")
     p.add_argument("--legs", type=parse_leg, nargs="+", default=None,
                    metavar="EPOCHS:LR:K[:EMA]",
                    help="up-down in legs, each with a fresh optimizer, its own rate, Gibbs "
@@ -156,6 +163,12 @@ def main(argv=None):
         save(dbn, args.out, state)
     state["evaluated_on"] = (f"validation: the last {args.validation} training images"
                              if args.validation else "test")
+    if dbn.discriminative != args.discriminative:
+        # The same weights in a DBN whose up-down has the other objective.
+        weights = dbn.get_weights()
+        dbn = tb.DBN.from_config({**dbn.get_config(),
+                                  "discriminative": args.discriminative})
+        dbn.set_weights(weights)
     legs = args.legs or [Leg(args.epochs, args.lr, args.k, args.ema)]
     total = sum(leg.epochs for leg in legs)
 

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import tfboltz as tb
 
@@ -113,3 +114,46 @@ def test_bad_input():
         tb.pretrain_dbn(dbn, x[:, :5], np.zeros(10, int), epochs=1, verbose=0)
     with pytest.raises(ValueError, match="Expected a DBN with labels"):
         tb.DBN([64, 8]).classify(x)
+
+
+def test_discriminative_term_adds_the_label_cross_entropy_gradient(trained, digits, tmp_path):
+    """With the same seed the generative part of a step is the same, so the top RBM's
+    step with `discriminative=w` differs from the plain step by exactly
+    ``-lr * w * grad(cross-entropy of classify's label probabilities)``, computed here
+    by a separate tape; the weights below the top do not see the term."""
+    dbn, _ = trained
+    x, y = digits
+    x, y = x[:50], y[:50]
+    path = _save(dbn, tmp_path / "dbn.keras")
+    lr, w = 0.1, 2.0
+    steps = {}
+    for weight in (0.0, w):
+        config = keras.saving.load_model(path).get_config()
+        model = tb.DBN.from_config({**config, "discriminative": weight})
+        model.set_weights(keras.saving.load_model(path).get_weights())
+        assert model.get_config()["discriminative"] == weight
+        if weight:
+            top = model.top
+            variables = [top.kernel, top.visible_layer.bias, top.hidden_layer.bias]
+            features = model._up(x)[-1]
+            with tf.GradientTape() as tape:
+                probs = tf.nn.softmax(-model.label_free_energies(features))
+                xent = -tf.reduce_mean(tf.math.log(tf.gather(probs, y, batch_dims=1)))
+            expected = [lr * weight * g.numpy() for g in tape.gradient(xent, variables)]
+        model.compile(optimizer=keras.optimizers.SGD(lr))
+        logs = model.train_on_batch(x, y, return_dict=True)
+        assert ("label_cross_entropy" in logs) == bool(weight)
+        steps[weight] = model
+    plain, hybrid = steps[0.0], steps[w]
+    pairs = zip([plain.top.kernel, plain.top.visible_layer.bias, plain.top.hidden_layer.bias],
+                [hybrid.top.kernel, hybrid.top.visible_layer.bias, hybrid.top.hidden_layer.bias])
+    for (a, b), e in zip(pairs, expected):
+        np.testing.assert_allclose(a.numpy() - b.numpy(), e, atol=1e-6)
+    assert np.abs(expected[0]).max() > 1e-4  # the term is not negligible at this rate
+    for a, b in zip(plain.rec_kernels + [r.kernel for r in plain.rbms[:-1]],
+                    hybrid.rec_kernels + [r.kernel for r in hybrid.rbms[:-1]]):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(ValueError, match="`discriminative`"):
+        tb.DBN([64, 8, 6], discriminative=0.5)
+    with pytest.raises(ValueError, match="discriminative"):
+        tb.DBN([64, 8, 6], num_classes=3, discriminative=-1.0)

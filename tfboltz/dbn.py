@@ -36,6 +36,14 @@ class DBN(EnergyModel):
         learning: "cd" or "pcd" for the greedy training of every RBM.
         k: Gibbs steps of the top RBM in the up-down fine-tuning.
         l2: L2 weight decay of every RBM's greedy training.
+        discriminative: weight of a discriminative term in the up-down update of the
+            top RBM (needs labels; 0, the default, is the 2006 paper's purely
+            generative up-down). The top RBM's parameters also descend
+            ``discriminative * -log p(y | h)``, the cross-entropy of the label
+            probabilities `classify` reads (``h`` the deterministic recognition pass
+            below the top): the hybrid objective of Larochelle & Bengio (2008) on the
+            top RBM. The recognition and generative weights keep their wake-sleep
+            updates.
         seed: int seed.
 
     Example:
@@ -48,7 +56,7 @@ class DBN(EnergyModel):
     """
 
     def __init__(self, layer_sizes, visible="bernoulli", num_classes=None, learning="cd", k=1,
-                 l2=0.0, seed=None, **kwargs):
+                 l2=0.0, seed=None, discriminative=0.0, **kwargs):
         num_classes = validation.renamed(kwargs, "n_labels", "num_classes", num_classes, "DBN",
                                          strict=False)
         num_classes = validation.non_negative_int("num_classes", 0 if num_classes is None
@@ -66,6 +74,11 @@ class DBN(EnergyModel):
         self.k = validation.positive_int("k", k)
         self.learning = validation.one_of("learning", learning, ("cd", "pcd"))
         self.l2 = validation.non_negative_float("l2", l2)
+        self.discriminative = validation.non_negative_float("discriminative", discriminative)
+        if self.discriminative and not self.num_classes:
+            raise ValueError("Invalid value received for argument `discriminative`. Expected "
+                             "0 for a DBN without labels (num_classes=0). Received: "
+                             f"discriminative={discriminative!r}")
         self.seed = seed = validation.seed(seed)
         n_rbms = len(self.layer_sizes) - 1
         rbms = []
@@ -90,7 +103,8 @@ class DBN(EnergyModel):
         self.seed_generator = keras.random.SeedGenerator(seed, name="dbn_seed_generator")
         self.loss_trackers = {
             name: keras.metrics.Mean(name=name)
-            for name in ("generative_error", "recognition_error", "top_reconstruction_error")}
+            for name in ("generative_error", "recognition_error", "top_reconstruction_error",
+                         *(("label_cross_entropy",) if self.discriminative else ()))}
         self.build((None, self.n_visible))
 
     def build(self, input_shape=None):
@@ -110,7 +124,7 @@ class DBN(EnergyModel):
         config = super().get_config()
         config.update({
             "layer_sizes": self.layer_sizes, "num_classes": self.num_classes, "k": self.k,
-            "learning": self.learning, "l2": self.l2,
+            "learning": self.learning, "l2": self.l2, "discriminative": self.discriminative,
             "visible": keras.saving.serialize_keras_object(self.visible_layer),
             "seed": self.seed,
         })
@@ -566,6 +580,19 @@ class DBN(EnergyModel):
                 grads[id(c)] = -tf.reduce_mean(err, 0)
                 rec_err += tf.reduce_mean(tf.square(err))
                 x_below = sleep[i + 1]
+        if self.discriminative:
+            # Hybrid: the label cross-entropy of the free-energy classifier, on the top
+            # RBM's parameters only (the features below are held fixed).
+            features = tf.stop_gradient(self._up(v)[-1])
+            top_vars = [top.kernel, *top.visible_layer.trainable_weights,
+                        *top.hidden_layer.trainable_weights]
+            with tf.GradientTape() as tape:
+                xent = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    tf.cast(y, "int32"), -self.label_free_energies(features)))
+            for var, g in zip(top_vars, tape.gradient(xent, top_vars)):
+                if g is not None:
+                    grads[id(var)] = grads.get(id(var), 0.0) + self.discriminative * g
+            self.loss_trackers["label_cross_entropy"].update_state(xent)
         variables = self.trainable_variables
         grad_list = [grads.get(id(var), tf.zeros_like(var)) for var in variables]
         self._apply_if_finite(grad_list, variables, [h_pos, vis_neg], lambda state: None)
