@@ -13,14 +13,14 @@ the top RBM's free energy) is measured after greedy training and every
 training and after each up-down epoch; ``--resume`` continues from the last one.
 
 Up-down runs as one leg (``--epochs``, ``--lr``, ``--k`` or ``--k-schedule``) or as
-several (``--legs EPOCHS:LR:K[:EMA] ...``), each with a fresh SGD optimizer. A leg with
-EMA keeps an exponential moving average of the weights (Keras's ``use_ema`` with
-``SwapEMAWeights``): the average is what is measured, checkpointed and carried into
+several (``--legs EPOCHS:LR:K[:EMA[:DISCRIMINATIVE]] ...``), each with a fresh SGD
+optimizer. A leg with EMA keeps an exponential moving average of the weights (Keras's
+``use_ema`` with ``SwapEMAWeights``): the average is what is measured, checkpointed and carried into
 the next leg, and the last step's own error is recorded beside it
 (``test_error_raw``). ``--discriminative W`` adds the label cross-entropy of the
 free-energy classifier to the top RBM's up-down update with weight W (hybrid
-training, `tfboltz.DBN`'s ``discriminative``); 0, the default, is the paper's purely
-generative up-down.
+training, `tfboltz.DBN`'s ``discriminative``; a leg's fifth field overrides it); 0, the
+default, is the paper's purely generative up-down.
 """
 
 import argparse
@@ -36,31 +36,38 @@ import tfboltz as tb
 
 
 class Leg(NamedTuple):
-    """A leg of up-down training: its epochs, SGD rate, Gibbs steps at the top, and the
-    momentum of the moving average of the weights it keeps (None: none)."""
+    """A leg of up-down training: its epochs, SGD rate, Gibbs steps at the top, the
+    momentum of the moving average of the weights it keeps (None: none) and the weight
+    of the discriminative term (None: ``--discriminative``)."""
 
     epochs: int
     lr: float
     k: int
     ema: Optional[float] = None
+    discriminative: Optional[float] = None
+
+
+LEG_FORMAT = "EPOCHS:LR:K[:EMA[:DISCRIMINATIVE]]"
 
 
 def parse_leg(text):
-    """``EPOCHS:LR:K`` or ``EPOCHS:LR:K:EMA`` (e.g. ``40:0.01:10:0.9995``) as a `Leg`."""
+    """A `Leg` from ``EPOCHS:LR:K[:EMA[:DISCRIMINATIVE]]``, EMA ``-`` for none (e.g.
+    ``40:0.01:10``, ``20:0.01:10:0.9995``, ``20:0.01:10:0.9995:10``)."""
     parts = text.split(":")
     try:
-        if len(parts) not in (3, 4):
+        if not 3 <= len(parts) <= 5:
             raise ValueError
-        leg = Leg(int(parts[0]), float(parts[1]), int(parts[2]),
-                  float(parts[3]) if len(parts) == 4 else None)
+        optional = [None if p == "-" else float(p) for p in parts[3:]]
+        leg = Leg(int(parts[0]), float(parts[1]), int(parts[2]), *optional)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"Expected a leg as EPOCHS:LR:K or EPOCHS:LR:K:EMA. Received: {text!r}") from None
+            f"Expected a leg as {LEG_FORMAT}. Received: {text!r}") from None
     if leg.epochs < 1 or leg.lr <= 0 or leg.k < 1 or not (
-            leg.ema is None or 0 < leg.ema < 1):
+            leg.ema is None or 0 < leg.ema < 1) or (leg.discriminative or 0) < 0:
         raise argparse.ArgumentTypeError(
-            "Expected a leg with at least 1 epoch, a positive rate, at least 1 Gibbs step "
-            f"and an average momentum in (0, 1). Received: {text!r}")
+            "Expected a leg with at least 1 epoch, a positive rate, at least 1 Gibbs step, "
+            "an average momentum in (0, 1) and a non-negative discriminative weight. "
+            f"Received: {text!r}")
     return leg
 
 
@@ -90,10 +97,11 @@ def parse_args(argv=None):
                         "update (`DBN(discriminative=...)`; 0: the paper's generative "
                         "up-down)")
     p.add_argument("--legs", type=parse_leg, nargs="+", default=None,
-                   metavar="EPOCHS:LR:K[:EMA]",
+                   metavar=LEG_FORMAT,
                    help="up-down in legs, each with a fresh optimizer, its own rate, Gibbs "
-                        "steps at the top and (optionally) weight average; overrides "
-                        "--epochs, --lr, --k, --k-schedule and --ema")
+                        "steps at the top and (optionally) weight average and "
+                        "discriminative weight; overrides --epochs, --lr, --k, "
+                        "--k-schedule and --ema")
     p.add_argument("--n-train", type=int, default=60000)
     p.add_argument("--validation", type=int, default=0,
                    help="hold out the last N of the training images and report the "
@@ -107,13 +115,22 @@ def parse_args(argv=None):
 
 
 def save(model, out, state, name="model"):
-    """Checkpoint under a temporary name, then rename into place; the state last."""
+    """Checkpoint under a temporary name, then rename into place; the state last, and
+    ``log.csv`` from the state's per-epoch metrics (one column per metric any leg
+    logged, empty where a leg did not log it)."""
     tmp = out / f"{name}.tmp.keras"
     model.save(tmp)
     tmp.replace(out / f"{name}.keras")
     tmp_state = out / "state.tmp.json"
     tmp_state.write_text(json.dumps(state, indent=1))
     tmp_state.replace(out / "state.json")
+    rows = state.get("history", [])
+    columns = ["epoch", *sorted({key for row in rows for key in row} - {"epoch"})]
+    lines = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns)
+                                    for row in rows]
+    tmp_log = out / "log.tmp.csv"
+    tmp_log.write_text("\n".join(lines) + "\n")
+    tmp_log.replace(out / "log.csv")
 
 
 def test_error(dbn, x_test, y_test):
@@ -163,12 +180,6 @@ def main(argv=None):
         save(dbn, args.out, state)
     state["evaluated_on"] = (f"validation: the last {args.validation} training images"
                              if args.validation else "test")
-    if dbn.discriminative != args.discriminative:
-        # The same weights in a DBN whose up-down has the other objective.
-        weights = dbn.get_weights()
-        dbn = tb.DBN.from_config({**dbn.get_config(),
-                                  "discriminative": args.discriminative})
-        dbn.set_weights(weights)
     legs = args.legs or [Leg(args.epochs, args.lr, args.k, args.ema)]
     total = sum(leg.epochs for leg in legs)
 
@@ -182,6 +193,9 @@ def main(argv=None):
         def on_epoch_end(self, epoch, logs=None):
             state["epochs_done"] = epoch + 1
             state["updown_seconds"] += time.time() - self.t0
+            state.setdefault("history", []).append(
+                {"epoch": epoch + 1, "k": self.model.k,
+                 **{key: float(value) for key, value in (logs or {}).items()}})
             if measured(epoch):
                 err = test_error(self.model, x_test, y_test)
                 state["test_error"][str(epoch + 1)] = err
@@ -203,6 +217,13 @@ def main(argv=None):
         start = end
         if state["epochs_done"] >= end:
             continue
+        discriminative = args.discriminative if leg.discriminative is None \
+            else leg.discriminative
+        if dbn.discriminative != discriminative:
+            # The same weights in a DBN whose up-down has the other objective.
+            weights = dbn.get_weights()
+            dbn = tb.DBN.from_config({**dbn.get_config(), "discriminative": discriminative})
+            dbn.set_weights(weights)
         # Each leg (and a --resume) starts a fresh optimizer: no momentum carried over.
         ema = {} if leg.ema is None else {"use_ema": True, "ema_momentum": leg.ema}
         dbn.compile(optimizer=keras.optimizers.SGD(leg.lr, momentum=args.momentum, **ema))
@@ -212,13 +233,13 @@ def main(argv=None):
             part = -(-leg.epochs // len(args.k_schedule))
             callbacks.append(tb.callbacks.KScheduler(
                 lambda e: args.k_schedule[min(e // part, len(args.k_schedule) - 1)]))
-        callbacks.append(keras.callbacks.CSVLogger(args.out / "log.csv",
-                                                   append=state["epochs_done"] > 0))
         if leg.ema is not None:
             callbacks += [RawError(), keras.callbacks.SwapEMAWeights(swap_on_epoch=True)]
         print(f"up-down epochs {first + 1}-{end}: SGD {leg.lr:g}, momentum {args.momentum:g}"
               f", CD-{leg.k} at the top" + ("" if leg.ema is None else
-                                            f", weights averaged ({leg.ema:g})"), flush=True)
+                                            f", weights averaged ({leg.ema:g})")
+              + (f", discriminative weight {discriminative:g}" if discriminative else ""),
+              flush=True)
         dbn.fit(x, y, batch_size=args.batch_size, epochs=end,
                 initial_epoch=max(state["epochs_done"], first), verbose=2,
                 callbacks=[*callbacks, Save()])

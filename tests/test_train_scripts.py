@@ -419,12 +419,20 @@ def test_dbn_scripts_train_choose_on_held_out_rows_and_measure(tmp_path, digits_
     assert sorted(state["test_error_raw"]) == ["2"]
     assert keras.saving.load_model(legs / "model.keras").k == 2
     # --resume goes on in the leg where the run stopped
-    train.main([*common, *pretrained, "--legs", "1:0.01:1", "1:0.005:2:0.9", "2:0.005:1",
+    # --resume goes on in the leg where the run stopped; a leg may add the label term
+    train.main([*common, *pretrained, "--legs", "1:0.01:1", "1:0.005:2:0.9", "2:0.005:1:-:3",
                 "--resume", "--out", str(legs)])
     state = json.loads((legs / "state.json").read_text())
     assert state["epochs_done"] == 4 and sorted(state["test_error"]) == ["0", "1", "2", "3", "4"]
-    assert keras.saving.load_model(legs / "model.keras").k == 1
-    for bad in ("1:0.01", "0:0.01:1", "1:0.01:1:1.5", "a:b:c"):
+    again = keras.saving.load_model(legs / "model.keras")
+    assert again.k == 1 and again.discriminative == 3.0
+    log = (legs / "log.csv").read_text().splitlines()
+    assert len(log) == 5 and log[0].split(",") == [
+        "epoch", "generative_error", "k", "label_cross_entropy", "recognition_error",
+        "top_reconstruction_error"]
+    assert [row.split(",")[3] != "" for row in log[1:]] == [False, False, True, True]
+    for bad in ("1:0.01", "0:0.01:1", "1:0.01:1:1.5", "a:b:c", "1:0.01:1:-:-2",
+                "1:0.01:1:0.9:1:2"):
         with pytest.raises(SystemExit):
             train.parse_args(["--legs", bad])
 

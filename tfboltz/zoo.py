@@ -232,7 +232,7 @@ _ARCHITECTURE_TYPES = {
                     (_is_bool, "a boolean")),
     **dict.fromkeys(("l1", "l2", "dropout", "sparsity_target", "sparsity_cost",
                      "sparsity_damping", "weight_init_std", "mean_field_tol",
-                     "centering_rate", "min_beta"),
+                     "centering_rate", "min_beta", "discriminative"),
                     (_is_non_negative_number, "a non-negative number")),
     "max_norm": (_is_optional_number, "a non-negative number or null"),
     "seed": (_is_optional_seed, "a non-negative integer or null"),
