@@ -13,8 +13,9 @@ The bound (Salakhutdinov & Murray 2008; `tfboltz.ais.dbn_bound`): the recognitio
 weights as the approximate posterior, the labels summed out, the top RBM's log Z by AIS
 (`--n-betas` intermediate distributions, `--n-chains` chains, base-rate proposal fitted
 to the training images' recognition means); on the test images binarised once with
-seed 0, as the likelihood figures of the DBM are. `--history STATE.json` also draws
-the test error against up-down epochs from a training run's state file.
+seed 0, as the likelihood figures of the DBM are. `--history STATE.json ...` also draws
+the test error against up-down epochs from training runs' state files (several: runs
+that continued one another, drawn as one curve of legs).
 """
 
 import argparse
@@ -38,27 +39,50 @@ def parse_args(argv=None):
                    help="draws from the recognition posterior per test image")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-bound", action="store_true", help="the classification error only")
-    p.add_argument("--history", type=Path, default=None,
-                   help="a train_dbn_mnist.py state.json: plot its test errors")
+    p.add_argument("--history", type=Path, nargs="+", default=None,
+                   help="train_dbn_mnist.py state.json files: plot their test errors "
+                        "(several: runs that continued one another, in order, the epochs "
+                        "counting on)")
+    p.add_argument("--history-labels", nargs="+", default=None,
+                   help="a legend entry for each --history file")
     p.add_argument("--figure", type=Path, default=Path("dbn_error_by_epoch.png"))
     p.add_argument("--json", type=Path, default=None)
     return p.parse_args(argv)
 
 
-def plot_errors(state, path):
+def lineage_errors(states):
+    """The errors of runs that continued one another (each run's epoch 0 is the last
+    epoch of the run before), as one list of ``(epoch, error, leg)``; the epochs count
+    on across runs, and each run's epoch 0 is dropped but for the first run's."""
+    points, offset = [], 0
+    for leg, state in enumerate(states):
+        errors = sorted((int(k), v) for k, v in state["test_error"].items())
+        points += [(offset + e, v, leg) for e, v in errors if leg == 0 or e > 0]
+        offset += state["epochs_done"]
+    return points
+
+
+def plot_errors(states, path, labels=None):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    errors = sorted((int(k), v) for k, v in state["test_error"].items())
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot([e for e, _ in errors], [v for _, v in errors], "o-")
+    states = [states] if isinstance(states, dict) else list(states)
+    points = lineage_errors(states)
+    fig, ax = plt.subplots(figsize=(5.5 if len(states) > 1 else 5, 3.2))
+    previous = []
+    for leg in range(len(states)):
+        part = previous[-1:] + [p for p in points if p[2] == leg]  # joined to the run before
+        ax.plot([e for e, _, _ in part], [v for _, v, _ in part], "o-", ms=3,
+                label=labels[leg] if labels else None)
+        previous = part
     ax.axhline(1.25, color="grey", ls="--", label="Hinton et al. 2006: 1.25%")
     ax.set_xlabel("up-down epochs")
-    on = "validation" if state.get("evaluated_on", "test").startswith("validation") else "test"
+    on = "validation" if states[0].get("evaluated_on", "test").startswith(
+        "validation") else "test"
     ax.set_ylabel(f"generative {on} error (%)")
-    ax.legend()
+    ax.legend(fontsize=7 if len(states) > 1 else None)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -66,6 +90,10 @@ def plot_errors(state, path):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.history_labels and len(args.history_labels) != len(args.history or []):
+        raise ValueError("Expected one --history-labels entry per --history file. "
+                         f"Received: {len(args.history_labels)} labels for "
+                         f"{len(args.history or [])} files")
     dbn = tb.DBN.from_preset(args.model)
     out = {"model": args.model}
     x_test, y_test = tb.data.load_mnist("test")
@@ -91,7 +119,8 @@ def main(argv=None):
         print(f"log Z {est.log_z:.3f} ({est.log_z_low:.3f}, {est.log_z_high:.3f}); "
               f"test bound {out['test_bound']:.2f} nats", flush=True)
     if args.history is not None:
-        plot_errors(json.loads(args.history.read_text()), args.figure)
+        plot_errors([json.loads(path.read_text()) for path in args.history], args.figure,
+                    args.history_labels)
         out["figure"] = str(args.figure)
     if args.json is not None:
         cli.write_json(args.json, out)

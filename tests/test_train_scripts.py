@@ -445,3 +445,14 @@ def test_dbn_scripts_train_choose_on_held_out_rows_and_measure(tmp_path, digits_
     assert 0 <= result["generative_test_error"] <= 100
     assert np.isfinite(result["log_z"]) and result["test_bound"] < 0
     assert (tmp_path / "errors.png").stat().st_size > 0
+    # runs that continued one another: one curve, the epochs counting on
+    runs = [json.loads((d / "state.json").read_text()) for d in (out, legs)]
+    assert [(e, leg) for e, _, leg in evaluate.lineage_errors(runs)] == [
+        (0, 0), (1, 0), (2, 0), (3, 1), (4, 1), (5, 1), (6, 1)]
+    evaluate.main([str(out / "model.keras"), "--no-bound", "--history", str(out / "state.json"),
+                   str(legs / "state.json"), "--history-labels", "CD-1/2", "legs",
+                   "--figure", str(tmp_path / "lineage.png")])
+    assert (tmp_path / "lineage.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="one --history-labels entry per --history file"):
+        evaluate.main([str(out / "model.keras"), "--no-bound", "--history",
+                       str(out / "state.json"), "--history-labels", "a", "b"])
