@@ -4,6 +4,7 @@
     python benchmarks/bench_all.py --json bench.json  # and keep the raw figures
     python benchmarks/bench_all.py --quick            # 6,000 rows, 2,000 betas: a smoke run
     python benchmarks/bench_all.py --case dbm_joint   # only the cases named
+    python benchmarks/bench_all.py --case rbm_pcd1 rbm_pcd1_numpy --rounds 3   # median of 3
 
 Cases (MNIST training rows, float32 grey levels; batches of 100 unless said):
 
@@ -492,6 +493,25 @@ def numpy_seconds(name, results, peer):
     return results.get(f"{name}_numpy", {}).get("seconds")
 
 
+def median_round(rounds):
+    """``{name: result}`` from the results of several rounds (a list of such dicts): for
+    each name, its round with the median epoch (the lower middle one of an even count),
+    with every round's epoch under ``seconds_rounds``; a name that failed in any round
+    keeps that round's error."""
+    merged = {}
+    for name in rounds[0]:
+        runs = [r[name] for r in rounds]
+        failed = [run for run in runs if "seconds" not in run]
+        if failed:
+            merged[name] = failed[0]
+            continue
+        ordered = sorted(runs, key=lambda run: run["seconds"])
+        merged[name] = dict(ordered[(len(ordered) - 1) // 2])
+        if len(runs) > 1:
+            merged[name]["seconds_rounds"] = [run["seconds"] for run in runs]
+    return merged
+
+
 def table(results, peer):
     """One line per case: the epoch, its products, their rate, the ratio to them, the
     ratio to the numpy peer, whether both targets are met, peak memory and notes."""
@@ -539,6 +559,11 @@ def main(argv=None):
                    help="run only these cases (each in its own process), e.g. "
                         "--case finetune finetune_adv")
     p.add_argument("--quick", action="store_true", help="6,000 rows: a smoke run")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the cases (and the CD-1 peers) this many times, in turn, and "
+                        "report each one's median round: the numpy peers drift by tens "
+                        "of percent between runs on a shared machine, and rounds that "
+                        "alternate tfboltz and numpy see the same drift")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -551,25 +576,34 @@ def main(argv=None):
     n_rows = 6000 if args.quick else None
     if n_rows:
         x, y = x[:n_rows], y[:n_rows]
+    if args.rounds < 1:
+        p.error(f"Expected --rounds to be at least 1. Received: --rounds {args.rounds}")
     names = args.case or cases(args.quick)
-    results = {}
+    rounds, peer_rounds = [], []
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "mnist.npz"
         np.savez(data, x=x, y=y)
         npy = Path(tmp) / "x.npy"
         np.save(npy, x)
-        for name in names:
-            out = Path(tmp) / f"{name}.json"
-            start = time.perf_counter()
-            proc = subprocess.run([sys.executable, __file__, "--case", name, "--data", str(data),
-                                   "--json", str(out)], capture_output=True, text=True)
-            if proc.returncode or not out.exists():
-                results[name] = {"error": (proc.stdout + proc.stderr)[-2000:]}
-            else:
-                results[name] = json.loads(out.read_text())
-            print(f"{name}: {time.perf_counter() - start:.0f} s in its process", flush=True)
-        peer = peers(npy, n_rows) if "rbm_cd1" in names else {}
+        for round_ in range(args.rounds):
+            results = {}
+            for name in names:
+                out = Path(tmp) / f"{name}.json"
+                out.unlink(missing_ok=True)
+                start = time.perf_counter()
+                proc = subprocess.run([sys.executable, __file__, "--case", name, "--data",
+                                       str(data), "--json", str(out)],
+                                      capture_output=True, text=True)
+                if proc.returncode or not out.exists():
+                    results[name] = {"error": (proc.stdout + proc.stderr)[-2000:]}
+                else:
+                    results[name] = json.loads(out.read_text())
+                print(f"{name}" + (f" (round {round_ + 1})" if args.rounds > 1 else "")
+                      + f": {time.perf_counter() - start:.0f} s in its process", flush=True)
+            rounds.append(results)
+            peer_rounds.append(peers(npy, n_rows) if "rbm_cd1" in names else {})
+    results, peer = median_round(rounds), median_round(peer_rounds)
     import tensorflow as tf
 
     cpu = cpu_model()
@@ -579,7 +613,8 @@ def main(argv=None):
     print(table(results, peer))
     if args.json:
         args.json.write_text(json.dumps({"results": results, "peers": peer,
-                                         "n_rows": len(x), "cpu": cpu}, indent=1))
+                                         "n_rows": len(x), "cpu": cpu,
+                                         "rounds": args.rounds}, indent=1))
     return 0
 
 

@@ -133,3 +133,16 @@ def test_profile_rbm_step_runs_every_variant(tmp_path):
     assert result["rows"] == 300
     assert list(result["best_s"]) == list(profile_rbm_step.VARIANTS)
     assert all(t > 0 for t in result["best_s"].values())
+
+
+def test_median_round_keeps_each_cases_middle_round():
+    rounds = [{"a": {"seconds": 5.0, "ratio": 1.5}, "b": {"seconds": 2.0}, "c": {"seconds": 1.0}},
+              {"a": {"seconds": 3.0, "ratio": 1.1}, "b": {"error": "boom"}, "c": {"seconds": 4.0}},
+              {"a": {"seconds": 4.0, "ratio": 1.3}, "b": {"seconds": 1.0}, "c": {"seconds": 2.0}}]
+    merged = bench_all.median_round(rounds)
+    assert merged["a"] == {"seconds": 4.0, "ratio": 1.3, "seconds_rounds": [5.0, 3.0, 4.0]}
+    assert merged["b"] == {"error": "boom"}  # a failure in any round is not hidden
+    assert merged["c"]["seconds"] == 2.0
+    assert bench_all.median_round(rounds[:2])["a"]["seconds"] == 3.0  # the lower middle
+    assert bench_all.median_round([{"x": {"seconds": 1.0}}]) == {"x": {"seconds": 1.0}}
+    assert bench_all.median_round([{}]) == {}
