@@ -1,7 +1,8 @@
 """Train the MNIST DBN of Hinton, Osindero & Teh (2006): 784-500-500-2000 with the ten
 labels joined to the top RBM; greedy training, then up-down fine-tuning.
 
-    python scripts/train_dbn_mnist.py --out runs/dbn      # the README's recipe (defaults)
+    python scripts/train_dbn_mnist.py --out runs/dbn      # greedy, then 60 up-down epochs
+    tfboltz train mnist_dbn                                # the zoo DBN's recipe, in legs
 
 Data: the 60,000 MNIST training images with grey levels read as Bernoulli
 probabilities (as the 2006 paper does). Greedy training fits each RBM with CD-1

@@ -182,6 +182,24 @@ def test_dbm_script_defaults_are_the_zoo_models_recipe():
     assert not train.parse_args(["--no-centering"]).centering
 
 
+def test_dbn_card_recipe_parses_and_builds_the_cards_architecture():
+    """The zoo DBN's recipe is one command of `train_dbn_mnist.py`: its legs parse, their
+    epochs add up to the card's, and the last leg's Gibbs steps and discriminative
+    weight, with the script's defaults, are the card's architecture."""
+    train = _script("train_dbn_mnist")
+    card = json.loads((SCRIPTS.parent / "zoo" / "mnist_dbn.json").read_text())
+    assert card["recipe"]["script"] == "scripts/train_dbn_mnist.py"
+    recipe = train.parse_args(card["recipe"]["args"])
+    arch = card["architecture"]
+    assert sum(leg.epochs for leg in recipe.legs) == 180
+    last = recipe.legs[-1]
+    discriminative = recipe.discriminative if last.discriminative is None \
+        else last.discriminative
+    assert (recipe.layer_sizes, last.k, discriminative, recipe.l2, recipe.seed) == (
+        arch["layer_sizes"], arch["k"], arch["discriminative"], arch["l2"], arch["seed"])
+    assert recipe.legs[-2].ema is not None and recipe.legs[-1].ema is not None
+
+
 def test_finetune_script_prints_figures_and_keeps_the_history_in_its_json(
         tmp_path, digits_as_mnist, capsys):
     dbm = tb.DBM([64, 16, 8], seed=0)

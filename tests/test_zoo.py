@@ -15,12 +15,13 @@ import h5py
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import tfboltz as tb
 from tfboltz import zoo
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ZOO_NAMES = ["cifar10_gbm_dbm", "mnist_dbm", "mnist_rbm"]
+ZOO_NAMES = ["cifar10_gbm_dbm", "mnist_dbm", "mnist_dbn", "mnist_rbm"]
 TEST_NAME = "test_tiny_rbm"
 TEST_FILE = TEST_NAME + ".weights.h5"
 # Two fixed inputs of the golden tests: a blank image and a seeded random sparse one.
@@ -551,7 +552,8 @@ def test_every_card_builds_trains_a_step_and_round_trips(name, tmp_path):
     else:
         x = (rng.random((10, model.n_visible)) < 0.2).astype("float32")
     model.compile(optimizer=keras.optimizers.SGD(1e-3))
-    model.fit(x, batch_size=10, epochs=1, verbose=0)
+    labels = (np.arange(10) % model.num_classes,) if getattr(model, "num_classes", 0) else ()
+    model.fit(x, *labels, batch_size=10, epochs=1, verbose=0)
     assert all(np.all(np.isfinite(w.numpy())) for w in model.trainable_weights)
     model.save(tmp_path / "m.keras")
     again = keras.saving.load_model(tmp_path / "m.keras")
@@ -592,6 +594,24 @@ def test_committed_mnist_rbm_golden_outputs():
                                rtol=1e-5)
 
 
+def test_committed_mnist_dbn_golden_outputs():
+    """Recognition means and label free energies of two fixed inputs, recorded from the
+    published file: any change to the weights, the up-pass or the free energy shows."""
+    dbn = zoo.load("mnist_dbn")
+    ups = dbn.up(GOLDEN_X)
+    np.testing.assert_allclose(ups[1].sum(1), [272.11066, 198.40305], rtol=1e-5)
+    np.testing.assert_allclose(ups[2].sum(1), [99.79642, 133.3472], rtol=1e-5)
+    np.testing.assert_allclose(ups[2][1, :3], [7.8452547e-05, 4.1788202e-02, 2.4823674e-03],
+                               rtol=1e-3)
+    energies = dbn.label_free_energies(tf.constant(ups[-1])).numpy()
+    np.testing.assert_allclose(energies[:, :4], [[-818.06586, -827.32495, -818.86206, -818.8865],
+                                                 [-644.4069, -643.9967, -644.39856, -643.4273]],
+                               rtol=1e-5)
+    probs = dbn.classify(GOLDEN_X)
+    assert list(probs.argmax(1)) == [1, 5]
+    np.testing.assert_allclose(probs[1, [4, 5]], [0.4444775, 0.46501303], atol=1e-4)
+
+
 # ---------------------------------------------------------------- presets
 
 
@@ -606,9 +626,10 @@ def test_published_presets_are_config_and_weights_without_optimizer(name):
     assert json.loads(json.dumps(model.get_config())) == card["config"]
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == card["parameters"]
     assert not hasattr(model, "optimizer")  # no compile state travels with a preset
-    # the persistent chains are model variables and stay in the preset
-    chains = model.persistent_chains if name == "mnist_rbm" else model.particles[0]
-    assert np.asarray(chains).any()
+    # the persistent chains are model variables and stay in the preset (a DBN has none)
+    if not isinstance(model, tb.DBN):
+        chains = model.persistent_chains if name == "mnist_rbm" else model.particles[0]
+        assert np.asarray(chains).any()
     # by name, by weights file, by card file: the same call, the same variables
     assert_same_variables(zoo.from_preset(path), model)
     assert_same_variables(zoo.from_preset(REPO_ROOT / "zoo" / f"{name}.json"), model)
@@ -619,7 +640,7 @@ def test_list_presets_per_class():
     assert zoo.list_presets() == zoo.list_models() == ZOO_NAMES
     assert zoo.list_presets(tb.RBM) == ["mnist_rbm"]
     assert zoo.list_presets(tb.DBM) == ["cifar10_gbm_dbm", "mnist_dbm"]
-    assert zoo.list_presets(tb.DBN) == []
+    assert zoo.list_presets(tb.DBN) == ["mnist_dbn"]
     assert zoo.list_presets(keras.Model) == ZOO_NAMES  # a base class has every subclass's
 
 
