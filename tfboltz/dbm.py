@@ -296,6 +296,29 @@ class DBM(EnergyModel):
         for var, m in zip(self.offsets, means):
             var.assign(tf.reduce_mean(m, 0))
 
+    def _unit_grads(self, pos, neg, mu):
+        """Gradients of the unit layers' parameters, ``{id(variable): gradient}``: of
+        ``mean E(pos) - mean E(neg)`` with the kernels held fixed (`mu`: the centering
+        offsets, or zeros). A unit scale that is learned (a Gaussian layer's sigma)
+        also enters the coupling ``-scale(x_l) W_l scale(x_l+1)``, so the couplings next
+        to such a layer are part of the differentiated energy."""
+        layers = self.unit_layers
+        unit_vars = [v_ for layer in layers for v_ in layer.trainable_weights]
+        learned = [len(layer.trainable_weights) > 1 for layer in layers]
+        with tf.GradientTape() as tape:
+            e = tf.add_n([tf.reduce_mean(layer.energy(p)) - tf.reduce_mean(layer.energy(q))
+                          for layer, p, q in zip(layers, pos, neg)])
+            for i, w in enumerate(self.kernels):
+                if not (learned[i] or learned[i + 1]):
+                    continue
+                w = tf.stop_gradient(w)
+                for states, sign in ((pos, -1.0), (neg, 1.0)):
+                    lower = layers[i].scale(states[i]) - mu[i]
+                    upper = layers[i + 1].scale(states[i + 1]) - mu[i + 1]
+                    e += sign * tf.reduce_mean(tf.reduce_sum(tf.matmul(lower, w) * upper, -1))
+        return dict(zip([id(u) for u in unit_vars],
+                        tape.gradient(e, unit_vars, unconnected_gradients="zero")))
+
     def train_step(self, data):
         self._step_kernels = precision.step_operands(self.kernels, self.matmul_dtype)
         try:
@@ -329,12 +352,7 @@ class DBM(EnergyModel):
                                   -(hi.scale(pos[i + 1]) - mu[i + 1]) / n_pos], 0),
                        self.matmul_dtype, transpose_a=True)
             grads[id(w)] = g
-        unit_vars = [v_ for layer in layers for v_ in layer.trainable_weights]
-        with tf.GradientTape() as tape:
-            e = tf.add_n([tf.reduce_mean(layer.energy(p)) - tf.reduce_mean(layer.energy(q))
-                          for layer, p, q in zip(layers, pos, neg)])
-        for var, g in zip(unit_vars, tape.gradient(e, unit_vars, unconnected_gradients="zero")):
-            grads[id(var)] = g
+        grads.update(self._unit_grads(pos, neg, mu))
         if self.centering:
             # The centered update in ordinary parameters: b_l = b'_l - W_l mu_l+1 -
             # W_l-1^T mu_l-1, so each bias also moves against its weights' step.
