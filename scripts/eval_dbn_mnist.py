@@ -39,6 +39,9 @@ def parse_args(argv=None):
                    help="draws from the recognition posterior per test image")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-bound", action="store_true", help="the classification error only")
+    p.add_argument("--train-error", action="store_true",
+                   help="also the generative error on the 60,000 training images (does "
+                        "the network underfit?)")
     p.add_argument("--history", type=Path, nargs="+", default=None,
                    help="train_dbn_mnist.py state.json files: plot their test errors "
                         "(several: runs that continued one another, in order, the epochs "
@@ -102,6 +105,11 @@ def main(argv=None):
     out["generative_test_error"] = float(100.0 * np.mean(predicted != y_test))
     out["classify_seconds"] = time.time() - t0
     print(f"generative test error {out['generative_test_error']:.2f}%", flush=True)
+    if args.train_error:
+        x_train, y_train = tb.data.load_mnist("train")
+        out["generative_train_error"] = float(
+            100.0 * np.mean(dbn.classify(x_train).argmax(1) != y_train))
+        print(f"generative training error {out['generative_train_error']:.2f}%", flush=True)
     if not args.no_bound:
         x_train, _ = tb.data.load_mnist("train", binarize="stochastic", seed=0)
         x_bin, _ = tb.data.load_mnist("test", binarize="stochastic", seed=0)

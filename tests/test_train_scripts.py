@@ -467,6 +467,8 @@ def test_dbn_scripts_train_choose_on_held_out_rows_and_measure(tmp_path, digits_
     runs = [json.loads((d / "state.json").read_text()) for d in (out, legs)]
     assert [(e, leg) for e, _, leg in evaluate.lineage_errors(runs)] == [
         (0, 0), (1, 0), (2, 0), (3, 1), (4, 1), (5, 1), (6, 1)]
+    trained = evaluate.main([str(out / "model.keras"), "--no-bound", "--train-error"])
+    assert 0 <= trained["generative_train_error"] <= 100 and "log_z" not in trained
     evaluate.main([str(out / "model.keras"), "--no-bound", "--history", str(out / "state.json"),
                    str(legs / "state.json"), "--history-labels", "CD-1/2", "legs",
                    "--figure", str(tmp_path / "lineage.png")])
