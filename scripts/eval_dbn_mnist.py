@@ -66,12 +66,13 @@ def lineage_errors(states):
 
 
 def plot_errors(states, path, labels=None):
+    """The test errors of `states` (a list of state dicts, see `lineage_errors`) against
+    up-down epochs, one line per run, into the image file `path`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    states = [states] if isinstance(states, dict) else list(states)
     points = lineage_errors(states)
     fig, ax = plt.subplots(figsize=(5.5 if len(states) > 1 else 5, 3.2))
     previous = []

@@ -25,6 +25,7 @@ default, is the paper's purely generative up-down.
 """
 
 import argparse
+import csv
 import json
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ import keras
 import numpy as np
 
 import tfboltz as tb
+from tfboltz import cli
 
 
 class Leg(NamedTuple):
@@ -122,15 +124,14 @@ def save(model, out, state, name="model"):
     tmp = out / f"{name}.tmp.keras"
     model.save(tmp)
     tmp.replace(out / f"{name}.keras")
-    tmp_state = out / "state.tmp.json"
-    tmp_state.write_text(json.dumps(state, indent=1))
-    tmp_state.replace(out / "state.json")
+    cli.write_json(out / "state.json", state)
     rows = state.get("history", [])
     columns = ["epoch", *sorted({key for row in rows for key in row} - {"epoch"})]
-    lines = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns)
-                                    for row in rows]
     tmp_log = out / "log.tmp.csv"
-    tmp_log.write_text("\n".join(lines) + "\n")
+    with open(tmp_log, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
     tmp_log.replace(out / "log.csv")
 
 
