@@ -435,8 +435,18 @@ def test_dbn_scripts_train_choose_on_held_out_rows_and_measure(tmp_path, digits_
     state = json.loads((legs / "state.json").read_text())
     assert state["epochs_done"] == 2 and sorted(state["test_error"]) == ["0", "1", "2"]
     assert sorted(state["test_error_raw"]) == ["2"]
-    assert keras.saving.load_model(legs / "model.keras").k == 2
-    # --resume goes on in the leg where the run stopped
+    averaged = keras.saving.load_model(legs / "model.keras")
+    assert averaged.k == 2
+    # the same two legs without the average end on the last step's weights: other ones
+    plain = tmp_path / "plain"
+    train.main([*common, *pretrained, "--legs", "1:0.01:1", "1:0.005:2", "--out", str(plain)])
+    last_step = keras.saving.load_model(plain / "model.keras")
+    assert "test_error_raw" not in json.loads((plain / "state.json").read_text())
+    first_leg = tmp_path / "first_leg"
+    train.main([*common, *pretrained, "--legs", "1:0.01:1", "--out", str(first_leg)])
+    start = keras.saving.load_model(first_leg / "model.keras").top.kernel.numpy()
+    moved, kept = last_step.top.kernel.numpy() - start, averaged.top.kernel.numpy() - start
+    assert np.abs(moved).max() > 0 and not np.allclose(kept, moved)
     # --resume goes on in the leg where the run stopped; a leg may add the label term
     train.main([*common, *pretrained, "--legs", "1:0.01:1", "1:0.005:2:0.9", "2:0.005:1:-:3",
                 "--resume", "--out", str(legs)])
