@@ -62,7 +62,7 @@ setup(
     ],
     extras_require={
         "dev": [
-            "pytest>=8", "ruff>=0.6", "scikit-learn>=1.5",
+            "pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6", "scikit-learn>=1.5",
             # The documentation site (`make docs`).
             "mkdocs>=1.6,<2", "mkdocs-material>=9.6,<10", "mkdocstrings[python]>=1.0,<2",
         ],
