@@ -146,3 +146,41 @@ def test_median_round_keeps_each_cases_middle_round():
     assert bench_all.median_round(rounds[:2])["a"]["seconds"] == 3.0  # the lower middle
     assert bench_all.median_round([{"x": {"seconds": 1.0}}]) == {"x": {"seconds": 1.0}}
     assert bench_all.median_round([{}]) == {}
+
+
+def test_profile_steps_splits_a_trace_into_parts():
+    """The op-level profile's arithmetic on a hand-made executor thread: an op's own
+    time excludes the ops nested in it but keeps its shards; time outside every op is
+    the executor's."""
+    import profile_steps as ps
+
+    events = [("ExecutorState::Process", 0, 100),
+              ("up/MatMul:_MklMatMul", 10, 30), ("ParallelFor", 12, 26),
+              ("cond/sgd/Mul:Mul", 50, 10),
+              ("call:StatefulPartitionedCall", 62, 33), ("call/Sigmoid:Sigmoid", 70, 10)]
+    own = dict(ps.self_times(events))
+    assert own == {"ExecutorState::Process": 100 - 30 - 10 - 33, "up/MatMul:_MklMatMul": 30,
+                   "cond/sgd/Mul:Mul": 10, "call:StatefulPartitionedCall": 23,
+                   "call/Sigmoid:Sigmoid": 10}
+    assert ps.part_of("up/MatMul", "_MklNativeFusedMatMul") == "products"
+    assert ps.part_of("a/stateless_random_uniform", "StatelessRandomUniformV2") == "draws"
+    assert ps.part_of("while/cond/sgd/Mul_1", "Mul") == "update"
+    assert ps.part_of("while/AssignAddVariableOp", "AssignAddVariableOp") == "variables"
+    assert ps.part_of("while/sgd_like_name", "Mul") == "other ops"
+    assert ps.union_length([(0, 10), (5, 20), (30, 40)]) == 30
+
+
+def test_profile_steps_runs_a_case(tmp_path):
+    """The op-level profile runs one case under TensorFlow's profiler and accounts for
+    its products (a smoke run on 300 rows; the shares themselves are not checked)."""
+    import json
+
+    import profile_steps
+
+    out = tmp_path / "profile.json"
+    assert profile_steps.main(["--case", "rbm_cd1", "--rows", "300", "--json", str(out)]) == 0
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["case"] == "rbm_cd1" and result["rows"] == 300
+    assert list(result["parts_s"]) == list(profile_steps.PARTS)
+    assert result["parts_s"]["products"] > 0 and result["parts_s"]["update"] > 0
+    assert "_MklMatMul" in result["top_ops_s"] or "MatMul" in result["top_ops_s"]
