@@ -195,15 +195,55 @@ def monitor_products(x, n_hid):
     return [(min(MONITOR_ROWS, len(x)), x.shape[1], n_hid)]
 
 
-def time_rbm_epoch(x, n_hid, batch, learning="cd", visible_copies=1, hidden_copies=1,
-                   matmul_dtype="float32", jit=False):
+# The models of the cases, compiled as they are timed (profile_steps.py profiles these).
+
+
+def new_rbm(n_vis, n_hid, learning="cd", visible_copies=1, hidden_copies=1,
+            matmul_dtype="float32", jit=False):
     import keras
 
     import tfboltz as tb
 
-    rbm = tb.RBM(x.shape[1], n_hid, learning=learning, seed=0, matmul_dtype=matmul_dtype,
+    rbm = tb.RBM(n_vis, n_hid, learning=learning, seed=0, matmul_dtype=matmul_dtype,
                  visible_copies=visible_copies, hidden_copies=hidden_copies)
     rbm.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=jit)
+    return rbm
+
+
+def second_rbm_rows(x):
+    """Stand-in data of the right width for the DBM's second greedy RBM (500 visible
+    units): the first 500 columns of `x`, binarised at 0.5."""
+    return np.asarray(x[:, :500] > 0.5, "float32")
+
+
+DBM_JOINT = dict(n_mean_field=5, k=5, centering=True, l2=2e-4)  # the zoo recipe's step
+
+
+def new_dbm(matmul_dtype="float32"):
+    import keras
+
+    import tfboltz as tb
+
+    dbm = tb.DBM([784, 500, 1000], mean_field_tol=0.0, seed=0, matmul_dtype=matmul_dtype,
+                 **DBM_JOINT)
+    dbm.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9))
+    return dbm
+
+
+def new_dbn():
+    import keras
+
+    import tfboltz as tb
+
+    dbn = tb.DBN([784, 500, 500, 2000], num_classes=10, k=3, seed=0)
+    dbn.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9))
+    return dbn
+
+
+def time_rbm_epoch(x, n_hid, batch, learning="cd", visible_copies=1, hidden_copies=1,
+                   matmul_dtype="float32", jit=False):
+    rbm = new_rbm(x.shape[1], n_hid, learning, visible_copies, hidden_copies, matmul_dtype,
+                  jit)
     timer = EpochTimer()
     rbm.fit(x, batch_size=batch, epochs=1 + TIMED_EPOCHS, verbose=0, callbacks=[timer])
     return timer.timed()
@@ -218,7 +258,7 @@ def case_rbm(x, n_hid=1024, batch=B, learning="cd", matmul_dtype="float32", jit=
 
 def case_dbm_pretrain(x, jit=False, matmul_dtype="float32"):
     t1 = time_rbm_epoch(x, 500, B, visible_copies=2, jit=jit, matmul_dtype=matmul_dtype)
-    x1 = np.asarray(x[:, :500] > 0.5, "float32")  # stand-in data of the right width
+    x1 = second_rbm_rows(x)
     t2 = time_rbm_epoch(x1, 1000, B, hidden_copies=2, jit=jit, matmul_dtype=matmul_dtype)
     # Doubling scales the inputs; it adds no products.
     prods = rbm_products(784, 500, B) + rbm_products(500, 1000, B)
@@ -242,17 +282,8 @@ def dbm_products(batch=B, chains=100, n_mf=5, k=5, sizes=(784, 500, 1000)):
     return prods
 
 
-DBM_JOINT = dict(n_mean_field=5, k=5, centering=True, l2=2e-4)  # the zoo recipe's step
-
-
 def case_dbm_joint(x, matmul_dtype="float32"):
-    import keras
-
-    import tfboltz as tb
-
-    dbm = tb.DBM([784, 500, 1000], mean_field_tol=0.0, seed=0, matmul_dtype=matmul_dtype,
-                 **DBM_JOINT)
-    dbm.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9))
+    dbm = new_dbm(matmul_dtype)
     timer = EpochTimer()
     dbm.fit(x, batch_size=B, epochs=1 + TIMED_EPOCHS, verbose=0, callbacks=[timer])
     return {**timer.timed(), "batches": math.ceil(len(x) / B),
@@ -276,12 +307,7 @@ def dbn_products(batch=B, sizes=(784, 500, 500, 2000), num_classes=10, k=3):
 
 
 def case_dbn_updown(x, y):
-    import keras
-
-    import tfboltz as tb
-
-    dbn = tb.DBN([784, 500, 500, 2000], num_classes=10, k=3, seed=0)
-    dbn.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9))
+    dbn = new_dbn()
     timer = EpochTimer()
     dbn.fit(x, y, batch_size=B, epochs=1 + TIMED_EPOCHS, verbose=0, callbacks=[timer])
     return {**timer.timed(), "batches": math.ceil(len(x) / B), "products": dbn_products()}
@@ -295,7 +321,7 @@ def case_numpy(name, x, y):
     if name == "rbm_pcd1_numpy":
         seconds = nl.time_epochs(nl.RBMLoop(784, 1024, pcd=True), x, epochs=1 + TIMED_EPOCHS)
     elif name == "dbm_pretrain_numpy":
-        x1 = np.asarray(x[:, :500] > 0.5, "float32")  # as case_dbm_pretrain
+        x1 = second_rbm_rows(x)  # as case_dbm_pretrain
         first = nl.time_epochs(nl.RBMLoop(784, 500, visible_copies=2), x, epochs=1 + TIMED_EPOCHS)
         second = nl.time_epochs(nl.RBMLoop(500, 1000, hidden_copies=2), x1,
                                 epochs=1 + TIMED_EPOCHS)

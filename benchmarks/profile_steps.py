@@ -142,28 +142,21 @@ def summarize(xplane_path, wall_s):
 
 
 def build(case, x, y):
-    """The case's model, compiled as bench_all.py compiles it, and its fit arguments."""
-    import keras
-    from bench_all import DBM_JOINT
-
-    import tfboltz as tb
+    """The case's model, built and compiled by bench_all.py's builders, and its data."""
+    import bench_all as bench
 
     if case in ("rbm_cd1", "rbm_pcd1"):
-        model = tb.RBM(784, 1024, learning="pcd" if case == "rbm_pcd1" else "cd", seed=0)
-        lr = 0.01
+        model = bench.new_rbm(784, 1024, learning="pcd" if case == "rbm_pcd1" else "cd")
     elif case == "dbm_pretrain_1":
-        model, lr = tb.RBM(784, 500, visible_copies=2, seed=0), 0.01
+        model = bench.new_rbm(784, 500, visible_copies=2)
     elif case == "dbm_pretrain_2":
-        model, lr = tb.RBM(500, 1000, hidden_copies=2, seed=0), 0.01
-        x = np.asarray(x[:, :500] > 0.5, "float32")  # as bench_all.py's stand-in data
+        model, x = bench.new_rbm(500, 1000, hidden_copies=2), bench.second_rbm_rows(x)
     elif case == "dbm_joint":
-        model = tb.DBM([784, 500, 1000], mean_field_tol=0.0, seed=0, **DBM_JOINT)
-        lr = 0.001
+        model = bench.new_dbm()
     elif case == "dbn_updown":
-        model, lr = tb.DBN([784, 500, 500, 2000], num_classes=10, k=3, seed=0), 0.001
+        model = bench.new_dbn()
     else:
         raise ValueError(f"Unknown case {case!r}. Expected one of {CASES}.")
-    model.compile(optimizer=keras.optimizers.SGD(lr, momentum=0.9))
     return model, (x, y if case == "dbn_updown" else None)
 
 
